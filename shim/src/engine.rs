@@ -1,0 +1,133 @@
+//! The one wasmtime [`Engine`] of a process, and how components get into it:
+//! compiled from wasm, or loaded from an artifact that [`precompile`] made with
+//! an identically configured engine.
+//!
+//! [`precompile`]: crate::precompile
+
+use std::hash::Hasher;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Bumped whenever the way we configure the engine or pack artifacts changes
+/// in a way wasmtime's own compatibility hash cannot see.
+const ARTIFACT_FORMAT: u32 = 1;
+
+/// wasmtime's version, as locked in Cargo.lock (see build.rs).
+pub const WASMTIME_VERSION: &str = env!("WASMHTTP_WASMTIME_VERSION");
+
+/// Builds the engine shared by every request of this process.
+pub fn new_engine() -> Result<Engine> {
+    let mut config = Config::new();
+    // Instantiation per request must be cheap: pre-reserved slots instead of
+    // mmap/munmap per instance, and linear memories initialised copy-on-write
+    // from the component's data segments instead of copied.
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
+    config.memory_init_cow(true);
+    Engine::new(&config).map_err(anyhow::Error::from).context("configuring wasmtime")
+}
+
+fn pooling_config() -> PoolingAllocationConfig {
+    let mut pooling = PoolingAllocationConfig::default();
+    // Components from componentize-js and componentize-py contain several core
+    // instances, memories and large tables; the defaults are sized for small
+    // Rust guests.
+    pooling.total_component_instances(1000);
+    pooling.total_core_instances(4000);
+    pooling.total_memories(2000);
+    pooling.total_tables(4000);
+    pooling.max_core_instances_per_component(50);
+    pooling.max_memories_per_component(20);
+    pooling.max_tables_per_component(50);
+    pooling.table_elements(200_000);
+    pooling.max_core_instance_size(16 << 20);
+    pooling.max_component_instance_size(16 << 20);
+    pooling
+}
+
+/// A stable identifier of everything that decides whether an artifact can be
+/// loaded by this engine: our format, wasmtime's version, and wasmtime's own
+/// hash of the engine's compiler settings and features. It is a SHA-256, so it
+/// is the same across builds and processes (unlike `DefaultHasher`).
+pub fn cache_key(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    hasher.write(b"wasmhttp-artifact\0");
+    hasher.write_u32(ARTIFACT_FORMAT);
+    hasher.write(WASMTIME_VERSION.as_bytes());
+    hasher.write(std::env::consts::ARCH.as_bytes());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+    hex::encode(hasher.0.finalize())
+}
+
+/// Feeds everything a `Hash` impl writes into SHA-256.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        unreachable!("only the SHA-256 digest is read")
+    }
+}
+
+/// Compiles a component with Cranelift (the slow path a cache hit avoids).
+pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
+    Component::new(engine, wasm).map_err(anyhow::Error::from).context("compiling the component")
+}
+
+/// Produces the machine-code artifact of a component, for the cache.
+pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>> {
+    engine.precompile_component(wasm).map_err(anyhow::Error::from).context("precompiling the component")
+}
+
+/// Loads an artifact made by [`precompile`].
+///
+/// Only call this with bytes this program wrote itself: wasmtime artifacts are
+/// machine code and are trusted as such. wasmtime still checks that the
+/// artifact matches this engine's version and settings.
+pub fn load_precompiled(engine: &Engine, artifact: &[u8]) -> Result<Component> {
+    // SAFETY: the artifact comes from our own precompile cache (the containerd
+    // content store, written by this shim), see the function's contract.
+    unsafe { Component::deserialize(engine, artifact) }.map_err(anyhow::Error::from).context("loading the precompiled component")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_key_is_stable_and_hex() {
+        let a = cache_key(&new_engine().unwrap());
+        let b = cache_key(&new_engine().unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn cache_key_changes_with_engine_settings() {
+        let ours = cache_key(&new_engine().unwrap());
+        let mut config = Config::new();
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
+        let other = cache_key(&Engine::new(&config).unwrap());
+        assert_ne!(ours, other);
+    }
+
+    #[test]
+    fn precompiled_artifacts_load_and_foreign_ones_are_refused() {
+        let engine = new_engine().unwrap();
+        let wasm = wasmhttp_fixtures::build("hello").unwrap();
+        let artifact = precompile(&engine, &wasm).unwrap();
+        load_precompiled(&engine, &artifact).unwrap();
+
+        // a different memory layout makes the machine code incompatible
+        let mut config = Config::new();
+        config.memory_reservation(1 << 24);
+        let other = Engine::new(&config).unwrap();
+        assert!(load_precompiled(&other, &artifact).is_err());
+    }
+}

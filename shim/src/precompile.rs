@@ -1,0 +1,282 @@
+//! Ahead-of-time compilation of the components found in image layers.
+//!
+//! The shim precompiles in its own process (outside the container's cgroup, so
+//! a pod's memory limit never has to fit Cranelift) when an image is first
+//! started; runwasi stores the result in containerd's content store, labelled
+//! with our cache key, and hands it back on every later start.
+//!
+//! A layer may be a bare component (runwasi's and wkg's layouts) or a tar
+//! layer holding `.wasm` files (what `wasmhttp image` and `FROM scratch`
+//! Dockerfiles produce). Either way the result is a [`Bundle`]: the artifacts
+//! of every runnable component in the layer, each under its path in the
+//! rootfs, so the container later picks the one its entrypoint names.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+
+use crate::engine;
+use crate::world::{self, World};
+
+/// Layer media types whose content is a component itself.
+pub const RAW_WASM_LAYERS: &[&str] =
+    &["application/vnd.bytecodealliance.wasm.component.layer.v0+wasm", "application/wasm"];
+/// Layer media types that are (optionally gzipped) tar archives.
+pub const TAR_LAYERS: &[&str] = &["application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"];
+pub const TAR_GZIP_LAYERS: &[&str] =
+    &["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip"];
+
+/// Every layer type the shim asks runwasi for.
+pub const LAYER_TYPES: &[&str] = &[
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    "application/wasm",
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+];
+
+const MAGIC: &[u8] = b"WASMHTTP-PRECOMPILED\n";
+
+/// The precompiled form of one layer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Bundle {
+    pub cache_key: String,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Absolute path in the rootfs for tar layers; `None` for a bare component layer.
+    pub path: Option<String>,
+    pub world: World,
+    /// SHA-256 of the original wasm, so a cached artifact can be matched to its source.
+    pub source_sha256: String,
+    pub artifact: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    cache_key: String,
+    entries: Vec<EntryHeader>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryHeader {
+    path: Option<String>,
+    world: World,
+    source_sha256: String,
+    len: u64,
+}
+
+impl Bundle {
+    pub fn encode(&self) -> Vec<u8> {
+        let header = Header {
+            cache_key: self.cache_key.clone(),
+            entries: self
+                .entries
+                .iter()
+                .map(|e| EntryHeader {
+                    path: e.path.clone(),
+                    world: e.world,
+                    source_sha256: e.source_sha256.clone(),
+                    len: e.artifact.len() as u64,
+                })
+                .collect(),
+        };
+        let header = serde_json::to_vec(&header).expect("the header serialises");
+        let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + self.entries.iter().map(|e| e.artifact.len()).sum::<usize>());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        for entry in &self.entries {
+            out.extend_from_slice(&entry.artifact);
+        }
+        out
+    }
+
+    pub fn is_bundle(bytes: &[u8]) -> bool {
+        bytes.starts_with(MAGIC)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let rest = bytes.strip_prefix(MAGIC).context("not a wasmhttp precompiled bundle")?;
+        ensure!(rest.len() >= 4, "truncated precompiled bundle");
+        let header_len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let rest = &rest[4..];
+        ensure!(rest.len() >= header_len, "truncated precompiled bundle header");
+        let header: Header = serde_json::from_slice(&rest[..header_len]).context("bad precompiled bundle header")?;
+        let mut artifacts = &rest[header_len..];
+        let mut entries = Vec::with_capacity(header.entries.len());
+        for entry in header.entries {
+            let len = usize::try_from(entry.len)?;
+            ensure!(artifacts.len() >= len, "truncated precompiled artifact");
+            let (artifact, tail) = artifacts.split_at(len);
+            artifacts = tail;
+            entries.push(Entry {
+                path: entry.path,
+                world: entry.world,
+                source_sha256: entry.source_sha256,
+                artifact: artifact.to_vec(),
+            });
+        }
+        ensure!(artifacts.is_empty(), "trailing bytes after the precompiled artifacts");
+        Ok(Bundle { cache_key: header.cache_key, entries })
+    }
+}
+
+/// A runnable component found in a layer, before compilation.
+#[derive(Debug)]
+pub struct Found {
+    pub path: Option<String>,
+    pub world: World,
+    pub wasm: Vec<u8>,
+}
+
+/// Finds the runnable components of one layer. Files that are not components
+/// with a world we run are skipped here; the container start reports them if
+/// its entrypoint names one.
+pub fn components_in_layer(media_type: &str, content: &[u8]) -> Result<Vec<Found>> {
+    if RAW_WASM_LAYERS.contains(&media_type) {
+        return Ok(match world::detect(content) {
+            Ok(world) => vec![Found { path: None, world, wasm: content.to_vec() }],
+            Err(_) => vec![],
+        });
+    }
+    if TAR_GZIP_LAYERS.contains(&media_type) {
+        return components_in_tar(flate2::read::GzDecoder::new(content));
+    }
+    if TAR_LAYERS.contains(&media_type) {
+        return components_in_tar(content);
+    }
+    bail!("layer media type {media_type} is not one the shim reads")
+}
+
+fn components_in_tar(reader: impl Read) -> Result<Vec<Found>> {
+    let mut archive = tar::Archive::new(reader);
+    let mut found = Vec::new();
+    for entry in archive.entries().context("reading the layer as tar")? {
+        let mut entry = entry.context("reading the layer as tar")?;
+        if !entry.header().entry_type().is_file() || entry.size() < 8 {
+            continue;
+        }
+        let mut magic = [0u8; 4];
+        if entry.read_exact(&mut magic).is_err() || magic != *b"\0asm" {
+            continue;
+        }
+        let path = rootfs_path(&entry.path()?.to_string_lossy());
+        let mut wasm = magic.to_vec();
+        entry.read_to_end(&mut wasm)?;
+        if let Ok(world) = world::detect(&wasm) {
+            found.push(Found { path: Some(path), world, wasm });
+        }
+    }
+    Ok(found)
+}
+
+/// `./app/x.wasm`, `app/x.wasm` and `/app/x.wasm` all name `/app/x.wasm`.
+pub fn rootfs_path(path: &str) -> String {
+    let trimmed = path.trim_start_matches("./").trim_start_matches('/');
+    format!("/{trimmed}")
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Compiles every runnable component of a layer. `Ok(None)` when the layer
+/// holds none (runwasi then keeps the original layer).
+pub fn precompile_layer(engine: &Engine, media_type: &str, content: &[u8]) -> Result<Option<Vec<u8>>> {
+    let found = components_in_layer(media_type, content)?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let mut entries = Vec::with_capacity(found.len());
+    for Found { path, world, wasm } in found {
+        let artifact = engine::precompile(engine, &wasm)
+            .with_context(|| format!("precompiling {}", path.as_deref().unwrap_or("the component layer")))?;
+        entries.push(Entry { path, world, source_sha256: sha256_hex(&wasm), artifact });
+    }
+    Ok(Some(Bundle { cache_key: engine::cache_key(engine), entries }.encode()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, path, *content).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn bundle_round_trips() {
+        let bundle = Bundle {
+            cache_key: "k".into(),
+            entries: vec![
+                Entry { path: Some("/a.wasm".into()), world: World::HttpHandler, source_sha256: "s".into(), artifact: vec![1, 2, 3] },
+                Entry { path: None, world: World::Command, source_sha256: "t".into(), artifact: vec![] },
+            ],
+        };
+        let bytes = bundle.encode();
+        assert!(Bundle::is_bundle(&bytes));
+        assert_eq!(Bundle::decode(&bytes).unwrap(), bundle);
+        assert!(Bundle::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn tar_layers_yield_their_components_by_rootfs_path() {
+        let hello = wasmhttp_fixtures::build("hello").unwrap();
+        let command = wasmhttp_fixtures::build("command").unwrap();
+        let core = wasmhttp_fixtures::build("core-module").unwrap();
+        let layer = tar_with(&[
+            ("./app/hello.wasm", &hello),
+            ("bin/tool.wasm", &command),
+            ("core.wasm", &core),
+            ("README", b"not wasm at all"),
+        ]);
+        let found = components_in_layer("application/vnd.oci.image.layer.v1.tar", &layer).unwrap();
+        let summary: Vec<_> = found.iter().map(|f| (f.path.clone().unwrap(), f.world)).collect();
+        assert_eq!(summary, vec![("/app/hello.wasm".into(), World::HttpHandler), ("/bin/tool.wasm".into(), World::Command)]);
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &layer).unwrap();
+        let gz = gz.finish().unwrap();
+        let found = components_in_layer("application/vnd.oci.image.layer.v1.tar+gzip", &gz).unwrap();
+        assert_eq!(found.len(), 2);
+    }
+
+    #[test]
+    fn raw_layers_are_components_without_a_path() {
+        let hello = wasmhttp_fixtures::build("hello").unwrap();
+        let found = components_in_layer(RAW_WASM_LAYERS[0], &hello).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, None);
+        assert!(components_in_layer(RAW_WASM_LAYERS[1], b"garbage").unwrap().is_empty());
+    }
+
+    #[test]
+    fn precompiled_layers_load_in_the_same_engine() {
+        let engine = engine::new_engine().unwrap();
+        let hello = wasmhttp_fixtures::build("hello").unwrap();
+        let layer = tar_with(&[("component.wasm", &hello)]);
+        let bytes = precompile_layer(&engine, TAR_LAYERS[0], &layer).unwrap().unwrap();
+        let bundle = Bundle::decode(&bytes).unwrap();
+        assert_eq!(bundle.cache_key, engine::cache_key(&engine));
+        assert_eq!(bundle.entries[0].path.as_deref(), Some("/component.wasm"));
+        assert_eq!(bundle.entries[0].source_sha256, sha256_hex(&hello));
+        engine::load_precompiled(&engine, &bundle.entries[0].artifact).unwrap();
+        let empty = tar_with(&[("etc/passwd", b"root:x:0:0")]);
+        assert_eq!(precompile_layer(&engine, TAR_LAYERS[0], &empty).unwrap(), None);
+    }
+}

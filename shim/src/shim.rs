@@ -1,0 +1,198 @@
+//! containerd plumbing: the runwasi traits that turn the serving engine into
+//! `containerd-shim-wasmhttp-v1`.
+//!
+//! runwasi runs the shim process, the container (through youki's
+//! libcontainer) and the precompile cache; we provide three small pieces:
+//! - [`WasmHttpShim`]: the shim's name and the image layers it reads;
+//! - [`Precompiler`]: compiles those layers in the shim process, outside the
+//!   container's cgroup, once per image;
+//! - [`WasmHttpSandbox`]: inside the container, finds the component the
+//!   entrypoint names and hands it to [`runner::run`].
+
+use std::hash::Hash;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+use containerd_shim_wasm::sandbox::Sandbox;
+use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
+use containerd_shim_wasm::shim::{Compiler, Shim, Version, version};
+use wasmtime::Engine;
+
+use crate::config::Environment;
+use crate::engine;
+use crate::precompile::{self, Bundle, RAW_WASM_LAYERS};
+use crate::runner::{self, ComponentCode, Prepared};
+use crate::world::{self, World};
+
+pub struct WasmHttpShim;
+
+impl Shim for WasmHttpShim {
+    fn name() -> &'static str {
+        "wasmhttp"
+    }
+
+    fn version() -> Version {
+        version!()
+    }
+
+    type Sandbox = WasmHttpSandbox;
+
+    async fn compiler() -> Option<impl Compiler> {
+        match engine::new_engine() {
+            Ok(engine) => Some(Precompiler { engine }),
+            Err(err) => {
+                log::error!("wasmhttp: precompilation disabled: {err:#}");
+                None
+            }
+        }
+    }
+
+    fn supported_layers_types() -> &'static [&'static str] {
+        precompile::LAYER_TYPES
+    }
+}
+
+pub struct Precompiler {
+    engine: Engine,
+}
+
+impl Compiler for Precompiler {
+    fn cache_key(&self) -> impl Hash {
+        engine::cache_key(&self.engine)
+    }
+
+    async fn compile(&self, layers: &[WasmLayer]) -> Result<Vec<Option<Vec<u8>>>> {
+        let engine = self.engine.clone();
+        let layers = layers.to_vec();
+        // Cranelift is CPU-bound: keep it off the shim's async workers.
+        tokio::task::spawn_blocking(move || {
+            layers
+                .iter()
+                .map(|layer| {
+                    let media_type = layer.config.media_type().to_string();
+                    precompile::precompile_layer(&engine, &media_type, &layer.layer).unwrap_or_else(|err| {
+                        log::warn!("wasmhttp: layer {} not precompiled: {err:#}", layer.config.digest());
+                        None
+                    })
+                })
+                .collect()
+        })
+        .await
+        .context("the precompile task panicked")
+    }
+}
+
+/// Lives in the container process; runwasi calls `can_handle` when the
+/// container is created and `run_wasi` when it is started.
+#[derive(Default)]
+pub struct WasmHttpSandbox {
+    prepared: Mutex<Option<Prepared>>,
+}
+
+impl Sandbox for WasmHttpSandbox {
+    async fn can_handle(&self, ctx: &impl RuntimeContext) -> Result<()> {
+        // Everything that can be wrong with the image or the settings is found
+        // here, before the container counts as started, and said on its stderr
+        // (the container log) as well as in the error.
+        match prepare(ctx) {
+            Ok(prepared) => {
+                *self.prepared.lock().unwrap() = Some(prepared);
+                Ok(())
+            }
+            Err(err) => {
+                eprintln!("wasmhttp: cannot start this container: {err:#}");
+                Err(err)
+            }
+        }
+    }
+
+    async fn run_wasi(&self, ctx: &impl RuntimeContext) -> Result<i32> {
+        let prepared = self.prepared.lock().unwrap().take();
+        let prepared = match prepared {
+            Some(prepared) => prepared,
+            None => prepare(ctx)?,
+        };
+        match runner::run(prepared).await {
+            Ok(code) => Ok(code),
+            Err(err) => {
+                eprintln!("wasmhttp: {err:#}");
+                Ok(1)
+            }
+        }
+    }
+}
+
+/// Reads the settings and finds the component: a precompiled artifact for the
+/// entrypoint if the cache has one, else a bare component layer, else the
+/// entrypoint's file in the rootfs.
+fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
+    let env = Environment::from_entries(ctx.envs())?;
+    let args: Vec<String> = ctx.args().to_vec();
+    let entrypoint = args.first().map(|arg0| arg0.split('#').next().unwrap_or_default()).filter(|p| !p.is_empty());
+    let entrypoint_path = entrypoint.map(absolute_in_container);
+
+    let from_layers = match ctx.entrypoint().source {
+        Source::Oci(layers) => component_from_layers(layers, entrypoint_path.as_deref())?,
+        Source::File(_) => None,
+    };
+    let (world, code) = match from_layers {
+        Some(found) => found,
+        None => {
+            let path = entrypoint_path.context(
+                "the container names no entrypoint: the image's entrypoint or command (or the pod's command) \
+                 must be the path of the .wasm file, or the image must carry a wasm layer",
+            )?;
+            let wasm = read_component_file(&path)?;
+            let world = world::detect(&wasm).with_context(|| format!("{} is not runnable", path.display()))?;
+            (world, ComponentCode::Wasm(wasm))
+        }
+    };
+    Ok(Prepared { world, code, env, args })
+}
+
+fn absolute_in_container(entrypoint: &str) -> PathBuf {
+    let path = Path::new(entrypoint);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(path)
+    }
+}
+
+fn read_component_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!("cannot read the entrypoint {} in the container's filesystem (the image must contain it)", path.display())
+    })
+}
+
+fn component_from_layers(layers: &[WasmLayer], entrypoint: Option<&Path>) -> Result<Option<(World, ComponentCode)>> {
+    let entrypoint_str = entrypoint.map(|p| precompile::rootfs_path(&p.to_string_lossy()));
+    let fallback_path = entrypoint.map(Path::to_path_buf);
+    let mut bare = Vec::new();
+    for layer in layers {
+        if layer.precompiled && Bundle::is_bundle(&layer.layer) {
+            let bundle = Bundle::decode(&layer.layer)?;
+            for entry in bundle.entries {
+                match &entry.path {
+                    Some(path) if Some(path) == entrypoint_str.as_ref() => {
+                        let fallback = fallback_path.clone().map(|path| {
+                            Box::new(move || read_component_file(&path)) as Box<dyn FnOnce() -> Result<Vec<u8>> + Send>
+                        });
+                        return Ok(Some((entry.world, ComponentCode::Precompiled { artifact: entry.artifact, fallback })));
+                    }
+                    Some(_) => {}
+                    None => bare.push((entry.world, ComponentCode::Precompiled { artifact: entry.artifact, fallback: None })),
+                }
+            }
+        } else if RAW_WASM_LAYERS.contains(&layer.config.media_type().to_string().as_str()) {
+            let world = world::detect(&layer.layer).context("the image's wasm layer is not runnable")?;
+            bare.push((world, ComponentCode::Wasm(layer.layer.clone())));
+        }
+    }
+    match bare.len() {
+        0 => Ok(None),
+        1 => Ok(bare.pop()),
+        n => bail!("the image has {n} component layers; wasmhttp runs images with exactly one"),
+    }
+}
