@@ -1,0 +1,280 @@
+//! A private containerd for the test suite: its own root, state and socket
+//! under a temp dir, our shim on its PATH, the config shared with the demo
+//! (`tests/containerd/config.toml.in`). Driven through `ctr`, as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CONFIG_TEMPLATE: &str = include_str!("../../../tests/containerd/config.toml.in");
+pub const RUNTIME: &str = "io.containerd.wasmhttp.v1";
+pub const NAMESPACE: &str = "wasmhttp-test";
+
+pub struct PrivateContainerd {
+    pub dir: PathBuf,
+    daemon: Child,
+}
+
+impl PrivateContainerd {
+    pub fn start() -> Self {
+        assert!(nix_is_root(), "the containerd suite drives a real containerd and must run as root");
+        assert!(
+            Command::new("containerd").arg("--version").output().is_ok_and(|o| o.status.success()),
+            "containerd is not installed: run `make setup` (Debian package containerd)"
+        );
+        let dir = std::env::temp_dir().join(format!("wasmhttp-containerd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(dir.join("cni")).unwrap();
+        // containerd finds `containerd-shim-wasmhttp-v1` for io.containerd.wasmhttp.v1 on its PATH.
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_containerd-shim-wasmhttp-v1"), bin.join("containerd-shim-wasmhttp-v1"))
+            .unwrap();
+        let config = CONFIG_TEMPLATE
+            .replace("@DIR@", dir.to_str().unwrap())
+            .replace("@SANDBOX_IMAGE@", "docker.io/wasmhttp/pause:local");
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let daemon = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting containerd");
+        let containerd = Self { dir, daemon };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !containerd.ctr(&["version"]).status.success() {
+            assert!(Instant::now() < deadline, "containerd did not come up:\n{}", containerd.log_tail());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        containerd
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+        log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn ctr_command(&self) -> Command {
+        let mut command = Command::new("ctr");
+        command.arg("--address").arg(self.socket()).arg("--namespace").arg(NAMESPACE);
+        command
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        self.ctr_command().args(args).output().expect("running ctr")
+    }
+
+    /// Runs ctr and returns its stdout; panics with everything ctr said if it fails.
+    pub fn ctr_ok(&self, args: &[&str]) -> String {
+        let output = self.ctr(args);
+        assert!(
+            output.status.success(),
+            "ctr {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `ctr run --rm --net-host --runtime io.containerd.wasmhttp.v1 …` in the
+    /// foreground, as a child process: its exit code is the task's, and its
+    /// stdout/stderr are the container's.
+    pub fn run(&self, id: &str, image: &str, env: &[(&str, &str)], extra_flags: &[&str], args: &[&str]) -> Task {
+        let stdout = self.dir.join(format!("{id}.stdout"));
+        let stderr = self.dir.join(format!("{id}.stderr"));
+        let mut command = self.ctr_command();
+        command.args(["run", "--rm", "--net-host", "--runtime", RUNTIME]).args(extra_flags);
+        for (name, value) in env {
+            command.arg("--env").arg(format!("{name}={value}"));
+        }
+        command.arg(image).arg(id).args(args);
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("running ctr run");
+        Task { id: id.to_string(), child: Some(child), stdout, stderr }
+    }
+
+    /// Shim processes of this containerd (for `id`, or all).
+    pub fn shim_processes(&self, id: Option<&str>) -> Vec<String> {
+        let socket = self.socket().display().to_string();
+        processes()
+            .into_iter()
+            .filter(|cmdline| cmdline.contains("containerd-shim-wasmhttp-v1") && cmdline.contains(&socket))
+            .filter(|cmdline| id.is_none_or(|id| cmdline.contains(&format!("-id {id} "))))
+            .collect()
+    }
+
+    /// Mounts under this containerd's state that belong to container `id`.
+    pub fn mounts_of(&self, id: &str) -> Vec<String> {
+        let needle = format!("/{NAMESPACE}/{id}/");
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(self.dir.to_str().unwrap()) && l.contains(&needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits until container `id` has no shim process and no mount left.
+    pub fn assert_cleaned_up(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shims = self.shim_processes(Some(id));
+            let mounts = self.mounts_of(id);
+            let containers = self.ctr_ok(&["containers", "list", "--quiet"]);
+            let listed = containers.lines().any(|l| l == id);
+            if shims.is_empty() && mounts.is_empty() && !listed {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container {id} left things behind: shims {shims:?}, mounts {mounts:?}, still listed: {listed}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(mut self) {
+        for line in self.ctr(&["tasks", "list", "--quiet"]).stdout.split(|b| *b == b'\n') {
+            let id = String::from_utf8_lossy(line).trim().to_string();
+            if !id.is_empty() {
+                let _ = self.ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+                let _ = self.ctr(&["tasks", "delete", "--force", &id]);
+            }
+        }
+        for line in self.ctr(&["containers", "list", "--quiet"]).stdout.split(|b| *b == b'\n') {
+            let id = String::from_utf8_lossy(line).trim().to_string();
+            if !id.is_empty() {
+                let _ = self.ctr(&["containers", "delete", &id]);
+            }
+        }
+        for pid in self.shim_pids() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        let _ = Command::new("kill").arg(self.daemon.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        unmount_below(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // runwasi keeps its per-namespace container state here.
+        let _ = std::fs::remove_dir(Path::new("/run/containerd/wasmhttp").join(NAMESPACE));
+    }
+
+    fn shim_pids(&self) -> Vec<u32> {
+        let socket = self.socket().display().to_string();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("containerd-shim-wasmhttp-v1") && cmdline.contains(&socket) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+fn processes() -> Vec<String> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if !cmdline.is_empty() {
+            all.push(format!("{} ", String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    all
+}
+
+fn unmount_below(dir: &Path) {
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(dir.to_str().unwrap()))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in mounts {
+        let _ = Command::new("umount").arg("-l").arg(&mount).status();
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// A container started with `ctr run` in the foreground.
+pub struct Task {
+    pub id: String,
+    child: Option<Child>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Task {
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Everything the container and ctr printed, for assertion messages.
+    pub fn output(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout(), self.stderr())
+    }
+
+    /// Waits for `ctr run` to exit; `None` on timeout.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

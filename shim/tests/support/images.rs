@@ -1,0 +1,107 @@
+//! The three image layouts the shim must run, built for tests:
+//! - `wasmhttp image` output (the CLI itself);
+//! - runwasi's layout: one `application/vnd.bytecodealliance.wasm.component.layer.v0+wasm`
+//!   layer, made with runwasi's own `oci-tar-builder`;
+//! - a plain rootfs image holding the `.wasm` named by its entrypoint, as
+//!   `docker buildx build --platform wasi/wasm` of a `FROM scratch` Dockerfile gives.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use oci_spec::image::{
+    Arch, ConfigBuilder, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder,
+    RootFsBuilder,
+};
+use wasmhttp::image::{OciArchive, gzip, single_file_tar};
+use wasmhttp::precompile::sha256_hex;
+
+/// Writes fixture `name` to `dir/name.wasm`.
+pub fn fixture(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, wasmhttp_fixtures::build(name).unwrap()).unwrap();
+    path
+}
+
+/// `wasmhttp image COMPONENT --name REFERENCE -o dir/…tar`; returns the archive.
+pub fn wasmhttp_image(dir: &Path, component: &Path, reference: &str) -> PathBuf {
+    let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmhttp"))
+        .arg("image")
+        .arg(component)
+        .args(["--name", reference, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "wasmhttp image failed: {}", String::from_utf8_lossy(&output.stderr));
+    out
+}
+
+/// runwasi's layout, as its `oci-tar-builder` writes it (config `wasip1/wasm`,
+/// empty rootfs, one component layer, entrypoint `NAME.wasm`).
+pub fn runwasi_image(dir: &Path, component: &Path, name: &str, reference: &str) -> PathBuf {
+    use oci_spec_06::image as spec06;
+    let mut builder = oci_tar_builder::Builder::default();
+    builder.add_layer_with_media_type(&component.to_path_buf(), oci_tar_builder::WASM_LAYER_MEDIA_TYPE.to_string());
+    let config = spec06::ConfigBuilder::default().entrypoint(vec![format!("{name}.wasm")]).build().unwrap();
+    let image = spec06::ImageConfigurationBuilder::default()
+        .config(config)
+        .os("wasip1")
+        .architecture(spec06::Arch::Wasm)
+        .rootfs(spec06::RootFsBuilder::default().diff_ids(vec![]).build().unwrap())
+        .build()
+        .unwrap();
+    builder.add_config(image, reference.to_string());
+    let out = dir.join(format!("{name}-runwasi.tar"));
+    builder.build(std::fs::File::create(&out).unwrap()).unwrap();
+    out
+}
+
+/// Where a rootfs image's config says it runs.
+pub enum Platform {
+    /// `wasi/wasm`, as `docker buildx build --platform wasi/wasm` labels it
+    /// (Docker media types, platform in the index).
+    WasiWasm,
+    /// `linux/amd64`: a plain image that happens to hold a `.wasm` file.
+    LinuxAmd64,
+}
+
+/// A one-layer rootfs image with `content` at `path`, which is also its command.
+pub fn rootfs_image(dir: &Path, content: &[u8], path: &str, reference: &str, platform: Platform) -> PathBuf {
+    let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
+    let mut archive = OciArchive::new(std::fs::File::create(&out).unwrap());
+    let tar = single_file_tar(path, content).unwrap();
+    let docker = matches!(platform, Platform::WasiWasm);
+    let layer_type = if docker {
+        MediaType::Other("application/vnd.docker.image.rootfs.diff.tar.gzip".into())
+    } else {
+        MediaType::ImageLayerGzip
+    };
+    let layer = archive.add_blob(layer_type, &gzip(&tar).unwrap()).unwrap();
+    let (os, arch) = match platform {
+        Platform::WasiWasm => (Os::Other("wasi".into()), Arch::Wasm),
+        Platform::LinuxAmd64 => (Os::Linux, Arch::Amd64),
+    };
+    let config = ImageConfigurationBuilder::default()
+        .architecture(arch.clone())
+        .os(os.clone())
+        .config(ConfigBuilder::default().cmd(vec![path.to_string()]).build().unwrap())
+        .rootfs(RootFsBuilder::default().typ("layers").diff_ids(vec![format!("sha256:{}", sha256_hex(&tar))]).build().unwrap())
+        .build()
+        .unwrap();
+    let config_type = if docker { MediaType::Other("application/vnd.docker.container.image.v1+json".into()) } else { MediaType::ImageConfig };
+    let config = archive.add_blob(config_type, &serde_json::to_vec(&config).unwrap()).unwrap();
+    let manifest_type = if docker { MediaType::Other("application/vnd.docker.distribution.manifest.v2+json".into()) } else { MediaType::ImageManifest };
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(manifest_type.clone())
+        .config(config.clone())
+        .layers(vec![layer.clone()])
+        .build()
+        .unwrap();
+    let mut manifest = archive.add_blob(manifest_type, &serde_json::to_vec(&manifest).unwrap()).unwrap();
+    if docker {
+        manifest.set_platform(Some(PlatformBuilder::default().os(os).architecture(arch).build().unwrap()));
+    }
+    archive.finish(reference, manifest, &config, &[layer]).unwrap();
+    out
+}

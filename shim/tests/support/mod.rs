@@ -1,0 +1,7 @@
+//! Shared by the integration suites.
+#![allow(dead_code)]
+
+pub mod containerd;
+pub mod grpc;
+pub mod http;
+pub mod images;
