@@ -13,6 +13,6 @@ fn main() {
         }
     }
     let version = version.expect("wasmtime is in Cargo.lock");
-    println!("cargo:rustc-env=WASMHTTP_WASMTIME_VERSION={version}");
+    println!("cargo:rustc-env=LOCKED_WASMTIME_VERSION={version}");
     println!("cargo:rerun-if-changed=../Cargo.lock");
 }

@@ -16,7 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 const ARTIFACT_FORMAT: u32 = 1;
 
 /// wasmtime's version, as locked in Cargo.lock (see build.rs).
-pub const WASMTIME_VERSION: &str = env!("WASMHTTP_WASMTIME_VERSION");
+pub const WASMTIME_VERSION: &str = env!("LOCKED_WASMTIME_VERSION");
 
 /// Builds the engine shared by every request of this process.
 pub fn new_engine() -> Result<Engine> {
