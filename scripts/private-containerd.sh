@@ -37,7 +37,7 @@ stop)
     kill -9 "$(cat "$dir/containerd.pid")" 2>/dev/null || true
   fi
   # Snapshot and rootfs mounts die with their containers; sweep any left.
-  grep -o " $dir/[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $dir/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   rm -rf "$dir"
   ;;
 *) echo "usage: $0 start DIR BIN_DIR | stop DIR" >&2; exit 2 ;;
