@@ -105,13 +105,13 @@ impl PrivateContainerd {
         Task { id: id.to_string(), child: Some(child), stdout, stderr }
     }
 
-    /// Shim processes of this containerd (for `id`, or all).
-    pub fn shim_processes(&self, id: Option<&str>) -> Vec<String> {
+    /// Shim processes of this containerd (for container `id`, or all): pid and command line.
+    pub fn shim_processes(&self, id: Option<&str>) -> Vec<(u32, String)> {
         let socket = self.socket().display().to_string();
         processes()
             .into_iter()
-            .filter(|cmdline| cmdline.contains("containerd-shim-wasmhttp-v1") && cmdline.contains(&socket))
-            .filter(|cmdline| id.is_none_or(|id| cmdline.contains(&format!("-id {id} "))))
+            .filter(|(_, cmdline)| cmdline.contains("containerd-shim-wasmhttp-v1") && cmdline.contains(&socket))
+            .filter(|(_, cmdline)| id.is_none_or(|id| cmdline.contains(&format!("-id {id} "))))
             .collect()
     }
 
@@ -145,7 +145,10 @@ impl PrivateContainerd {
         }
     }
 
-    pub fn stop(mut self) {
+    /// Tears everything down. Returns the shims that were still running when
+    /// it began: after every case has cleaned up, any of those is a leak.
+    pub fn stop(mut self) -> Vec<String> {
+        let leftovers: Vec<String> = self.shim_processes(None).into_iter().map(|(_, cmdline)| cmdline).collect();
         for line in self.ctr(&["tasks", "list", "--quiet"]).stdout.split(|b| *b == b'\n') {
             let id = String::from_utf8_lossy(line).trim().to_string();
             if !id.is_empty() {
@@ -159,7 +162,7 @@ impl PrivateContainerd {
                 let _ = self.ctr(&["containers", "delete", &id]);
             }
         }
-        for pid in self.shim_pids() {
+        for (pid, _) in self.shim_processes(None) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
         let _ = Command::new("kill").arg(self.daemon.id().to_string()).status();
@@ -173,32 +176,18 @@ impl PrivateContainerd {
         let _ = std::fs::remove_dir_all(&self.dir);
         // runwasi keeps its per-namespace container state here.
         let _ = std::fs::remove_dir(Path::new("/run/containerd/wasmhttp").join(NAMESPACE));
-    }
-
-    fn shim_pids(&self) -> Vec<u32> {
-        let socket = self.socket().display().to_string();
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains("containerd-shim-wasmhttp-v1") && cmdline.contains(&socket) {
-                pids.push(pid);
-            }
-        }
-        pids
+        leftovers
     }
 }
 
-fn processes() -> Vec<String> {
+/// Every process's pid and command line (arguments joined by spaces, with a trailing space).
+fn processes() -> Vec<(u32, String)> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if !cmdline.is_empty() {
-            all.push(format!("{} ", String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+            all.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
         }
     }
     all
