@@ -3,12 +3,16 @@
 //! version that produced them.
 
 fn main() {
-    let lock = std::fs::read_to_string("../Cargo.lock").expect("Cargo.lock next to the workspace manifest");
+    let lock = std::fs::read_to_string("../Cargo.lock")
+        .expect("Cargo.lock next to the workspace manifest");
     let mut lines = lock.lines();
     let mut version = None;
     while let Some(line) = lines.next() {
         if line == "name = \"wasmtime\"" {
-            version = lines.next().and_then(|l| l.strip_prefix("version = \"")).map(|v| v.trim_end_matches('"'));
+            version = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .map(|v| v.trim_end_matches('"'));
             break;
         }
     }

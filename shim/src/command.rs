@@ -18,7 +18,11 @@ pub async fn run(component: &Component, guest: &GuestConfig) -> Result<i32> {
         .map_err(anyhow::Error::from)
         .context("the component's imports cannot be satisfied by WASI 0.2")?;
     let mut store = Store::new(engine, GuestState::new(guest));
-    let command = pre.instantiate_async(&mut store).await.map_err(anyhow::Error::from).context("instantiating the command")?;
+    let command = pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(anyhow::Error::from)
+        .context("instantiating the command")?;
     match command.wasi_cli_run().call_run(&mut store).await {
         Ok(Ok(())) => Ok(0),
         Ok(Err(())) => Ok(1),

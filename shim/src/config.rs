@@ -24,7 +24,9 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080) }
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
+        }
     }
 }
 
@@ -38,7 +40,11 @@ pub struct SettingError {
 
 impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}={:?}: expected {}", self.variable, self.value, self.accepted)
+        write!(
+            f,
+            "invalid {}={:?}: expected {}",
+            self.variable, self.value, self.accepted
+        )
     }
 }
 
@@ -64,7 +70,9 @@ impl Environment {
         Self::from_pairs(pairs)
     }
 
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingError> {
+    pub fn from_pairs(
+        pairs: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingError> {
         let mut settings = Settings::default();
         let mut guest_env = Vec::new();
         for (name, value) in pairs {
@@ -87,16 +95,27 @@ impl Environment {
                 }
             }
         }
-        Ok(Self { settings, guest_env })
+        Ok(Self {
+            settings,
+            guest_env,
+        })
     }
 }
 
 fn accepted(name: &str) -> String {
-    KNOWN.iter().find(|(n, _, _)| *n == name).map(|(_, a, _)| a.to_string()).unwrap_or_default()
+    KNOWN
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, a, _)| a.to_string())
+        .unwrap_or_default()
 }
 
 fn parse_listen(name: &str, value: &str) -> Result<SocketAddr, SettingError> {
-    let error = || SettingError { variable: name.into(), value: value.into(), accepted: accepted(name) };
+    let error = || SettingError {
+        variable: name.into(),
+        value: value.into(),
+        accepted: accepted(name),
+    };
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
     }
@@ -114,15 +133,22 @@ mod tests {
         assert_eq!(env.settings.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(
             env.guest_env,
-            vec![("PATH".into(), "/bin".into()), ("GREETING".into(), "hi".into())]
+            vec![
+                ("PATH".into(), "/bin".into()),
+                ("GREETING".into(), "hi".into())
+            ]
         );
     }
 
     #[test]
     fn settings_are_taken_out_of_the_guest_env() {
-        let env = Environment::from_entries(&["WASMHTTP_LISTEN=127.0.0.1:9000", "A=b=c", "EMPTY"]).unwrap();
+        let env = Environment::from_entries(&["WASMHTTP_LISTEN=127.0.0.1:9000", "A=b=c", "EMPTY"])
+            .unwrap();
         assert_eq!(env.settings.listen, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(env.guest_env, vec![("A".into(), "b=c".into()), ("EMPTY".into(), String::new())]);
+        assert_eq!(
+            env.guest_env,
+            vec![("A".into(), "b=c".into()), ("EMPTY".into(), String::new())]
+        );
     }
 
     #[test]

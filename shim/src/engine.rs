@@ -26,7 +26,9 @@ pub fn new_engine() -> Result<Engine> {
     // from the component's data segments instead of copied.
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
     config.memory_init_cow(true);
-    Engine::new(&config).map_err(anyhow::Error::from).context("configuring wasmtime")
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("configuring wasmtime")
 }
 
 fn pooling_config() -> PoolingAllocationConfig {
@@ -76,12 +78,17 @@ impl Hasher for Sha256Hasher {
 
 /// Compiles a component with Cranelift (the slow path a cache hit avoids).
 pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
-    Component::new(engine, wasm).map_err(anyhow::Error::from).context("compiling the component")
+    Component::new(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("compiling the component")
 }
 
 /// Produces the machine-code artifact of a component, for the cache.
 pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>> {
-    engine.precompile_component(wasm).map_err(anyhow::Error::from).context("precompiling the component")
+    engine
+        .precompile_component(wasm)
+        .map_err(anyhow::Error::from)
+        .context("precompiling the component")
 }
 
 /// Loads an artifact made by [`precompile`].
@@ -92,7 +99,9 @@ pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>> {
 pub fn load_precompiled(engine: &Engine, artifact: &[u8]) -> Result<Component> {
     // SAFETY: the artifact comes from our own precompile cache (the containerd
     // content store, written by this shim), see the function's contract.
-    unsafe { Component::deserialize(engine, artifact) }.map_err(anyhow::Error::from).context("loading the precompiled component")
+    unsafe { Component::deserialize(engine, artifact) }
+        .map_err(anyhow::Error::from)
+        .context("loading the precompiled component")
 }
 
 #[cfg(test)]

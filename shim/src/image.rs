@@ -17,8 +17,8 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, Os, RootFsBuilder, Sha256Digest,
+    Arch, ConfigBuilder, Descriptor, DescriptorBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder, Sha256Digest,
 };
 use serde::Serialize;
 
@@ -54,10 +54,18 @@ pub fn write_image(wasm: &[u8], reference: &str, out: impl Write) -> Result<Imag
         .config(
             ConfigBuilder::default()
                 .entrypoint(vec![COMPONENT_PATH.to_string()])
-                .labels(std::collections::HashMap::from([("io.wasmhttp.world".to_string(), world_label(world).to_string())]))
+                .labels(std::collections::HashMap::from([(
+                    "io.wasmhttp.world".to_string(),
+                    world_label(world).to_string(),
+                )]))
                 .build()?,
         )
-        .rootfs(RootFsBuilder::default().typ("layers").diff_ids(vec![format!("sha256:{diff_id}")]).build()?)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![format!("sha256:{diff_id}")])
+                .build()?,
+        )
         .build()?;
     let config = archive.add_blob(MediaType::ImageConfig, &canonical_json(&config)?)?;
 
@@ -71,7 +79,11 @@ pub fn write_image(wasm: &[u8], reference: &str, out: impl Write) -> Result<Imag
     let manifest_digest = manifest.digest().to_string();
 
     archive.finish(&reference, manifest, &config, &[layer])?;
-    Ok(ImageSummary { reference, manifest_digest, world })
+    Ok(ImageSummary {
+        reference,
+        manifest_digest,
+        world,
+    })
 }
 
 fn world_label(world: World) -> &'static str {
@@ -99,18 +111,37 @@ impl<W: Write> OciArchive<W> {
         let hex = sha256_hex(content);
         append_file(&mut self.tar, &format!("blobs/sha256/{hex}"), content)?;
         let digest: Sha256Digest = hex.parse()?;
-        Ok(DescriptorBuilder::default().media_type(media_type).size(content.len() as u64).digest(digest).build()?)
+        Ok(DescriptorBuilder::default()
+            .media_type(media_type)
+            .size(content.len() as u64)
+            .digest(digest)
+            .build()?)
     }
 
     /// Writes `index.json` (pointing at `manifest` under `reference`),
     /// `oci-layout` and Docker's `manifest.json`, and ends the archive.
-    pub fn finish(mut self, reference: &str, manifest: Descriptor, config: &Descriptor, layers: &[Descriptor]) -> Result<W> {
-        let tag = reference.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+    pub fn finish(
+        mut self,
+        reference: &str,
+        manifest: Descriptor,
+        config: &Descriptor,
+        layers: &[Descriptor],
+    ) -> Result<W> {
+        let tag = reference
+            .rsplit_once(':')
+            .map(|(_, t)| t)
+            .unwrap_or("latest");
         let mut manifest = manifest;
         manifest.set_annotations(Some(
             [
-                ("io.containerd.image.name".to_string(), reference.to_string()),
-                ("org.opencontainers.image.ref.name".to_string(), tag.to_string()),
+                (
+                    "io.containerd.image.name".to_string(),
+                    reference.to_string(),
+                ),
+                (
+                    "org.opencontainers.image.ref.name".to_string(),
+                    tag.to_string(),
+                ),
             ]
             .into(),
         ));
@@ -120,7 +151,11 @@ impl<W: Write> OciArchive<W> {
             .manifests(vec![manifest])
             .build()?;
         append_file(&mut self.tar, "index.json", &canonical_json(&index)?)?;
-        append_file(&mut self.tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        append_file(
+            &mut self.tar,
+            "oci-layout",
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
 
         #[derive(Serialize)]
         #[serde(rename_all = "PascalCase")]
@@ -152,7 +187,8 @@ fn append_file<W: Write>(tar: &mut tar::Builder<W>, path: &str, content: &[u8]) 
     header.set_mode(0o644);
     header.set_mtime(0);
     header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, path, content).with_context(|| format!("writing {path}"))?;
+    tar.append_data(&mut header, path, content)
+        .with_context(|| format!("writing {path}"))?;
     Ok(())
 }
 
@@ -165,7 +201,9 @@ pub fn single_file_tar(path: &str, content: &[u8]) -> Result<Vec<u8>> {
 
 /// Gzip with a fixed header, so equal input gives equal layers (and digests).
 pub fn gzip(content: &[u8]) -> Result<Vec<u8>> {
-    let mut encoder = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::default());
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
     encoder.write_all(content)?;
     Ok(encoder.finish()?)
 }
@@ -174,21 +212,37 @@ pub fn gzip(content: &[u8]) -> Result<Vec<u8>> {
 /// Kubernetes resolves; fully qualified references are kept as they are.
 pub fn normalize_reference(reference: &str) -> Result<String> {
     let valid = !reference.is_empty()
-        && reference.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b) || b.is_ascii_uppercase())
+        && reference.bytes().all(|b| {
+            b.is_ascii_lowercase()
+                || b.is_ascii_digit()
+                || b"._-/:".contains(&b)
+                || b.is_ascii_uppercase()
+        })
         && !reference.contains('@');
     if !valid {
-        bail!("invalid image reference {reference:?}: expected NAME[:TAG], for example hello-js:1.0 or ghcr.io/acme/hello:1.0 (digests are not accepted)");
+        bail!(
+            "invalid image reference {reference:?}: expected NAME[:TAG], for example hello-js:1.0 or ghcr.io/acme/hello:1.0 (digests are not accepted)"
+        );
     }
     let (first, rest) = reference.split_once('/').unwrap_or(("", reference));
-    let has_registry = !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry =
+        !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost");
     let qualified = match (has_registry, first.is_empty()) {
         (true, _) => reference.to_string(),
         (false, true) => format!("docker.io/library/{rest}"),
         (false, false) => format!("docker.io/{reference}"),
     };
     let last = qualified.rsplit('/').next().unwrap_or_default();
-    let tagged = if last.contains(':') { qualified } else { format!("{qualified}:latest") };
-    if tagged.split('/').skip(1).any(|part| part.bytes().any(|b| b.is_ascii_uppercase())) {
+    let tagged = if last.contains(':') {
+        qualified
+    } else {
+        format!("{qualified}:latest")
+    };
+    if tagged
+        .split('/')
+        .skip(1)
+        .any(|part| part.bytes().any(|b| b.is_ascii_uppercase()))
+    {
         bail!("invalid image reference {reference:?}: repository names must be lowercase");
     }
     Ok(tagged)
@@ -203,11 +257,26 @@ mod tests {
 
     #[test]
     fn references_are_qualified_like_containerd_does() {
-        assert_eq!(normalize_reference("hello").unwrap(), "docker.io/library/hello:latest");
-        assert_eq!(normalize_reference("hello:1.0").unwrap(), "docker.io/library/hello:1.0");
-        assert_eq!(normalize_reference("acme/hello").unwrap(), "docker.io/acme/hello:latest");
-        assert_eq!(normalize_reference("ghcr.io/acme/hello:2").unwrap(), "ghcr.io/acme/hello:2");
-        assert_eq!(normalize_reference("localhost:5000/hello").unwrap(), "localhost:5000/hello:latest");
+        assert_eq!(
+            normalize_reference("hello").unwrap(),
+            "docker.io/library/hello:latest"
+        );
+        assert_eq!(
+            normalize_reference("hello:1.0").unwrap(),
+            "docker.io/library/hello:1.0"
+        );
+        assert_eq!(
+            normalize_reference("acme/hello").unwrap(),
+            "docker.io/acme/hello:latest"
+        );
+        assert_eq!(
+            normalize_reference("ghcr.io/acme/hello:2").unwrap(),
+            "ghcr.io/acme/hello:2"
+        );
+        assert_eq!(
+            normalize_reference("localhost:5000/hello").unwrap(),
+            "localhost:5000/hello:latest"
+        );
         assert!(normalize_reference("Hello").is_err());
         assert!(normalize_reference("hello@sha256:abc").is_err());
         assert!(normalize_reference("").is_err());
@@ -236,23 +305,47 @@ mod tests {
         let files = read_archive(&out);
         let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
         let entry = &index["manifests"][0];
-        assert_eq!(entry["annotations"]["io.containerd.image.name"], "docker.io/library/hello:1");
-        assert!(entry.get("platform").is_none(), "no platform, so any node runs it");
-        let blob = |digest: &str| &files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))];
-        let manifest: serde_json::Value = serde_json::from_slice(blob(entry["digest"].as_str().unwrap())).unwrap();
-        assert_eq!(format!("sha256:{}", sha256_hex(blob(entry["digest"].as_str().unwrap()))), summary.manifest_digest);
-        let config: serde_json::Value = serde_json::from_slice(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            entry["annotations"]["io.containerd.image.name"],
+            "docker.io/library/hello:1"
+        );
+        assert!(
+            entry.get("platform").is_none(),
+            "no platform, so any node runs it"
+        );
+        let blob = |digest: &str| {
+            &files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))]
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(blob(entry["digest"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            format!(
+                "sha256:{}",
+                sha256_hex(blob(entry["digest"].as_str().unwrap()))
+            ),
+            summary.manifest_digest
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
         assert_eq!(config["architecture"], "wasm");
         assert_eq!(config["os"], "wasip2");
         assert_eq!(config["config"]["Entrypoint"][0], COMPONENT_PATH);
         let layers = manifest["layers"].as_array().unwrap();
         assert_eq!(layers.len(), 1);
-        assert_eq!(layers[0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+        assert_eq!(
+            layers[0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
 
         // the layer unpacks to the component, and its diff_id matches
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&blob(layers[0]["digest"].as_str().unwrap())[..]).read_to_end(&mut tar).unwrap();
-        assert_eq!(config["rootfs"]["diff_ids"][0], format!("sha256:{}", sha256_hex(&tar)));
+        flate2::read::GzDecoder::new(&blob(layers[0]["digest"].as_str().unwrap())[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(
+            config["rootfs"]["diff_ids"][0],
+            format!("sha256:{}", sha256_hex(&tar))
+        );
         let inner = read_archive(&tar);
         assert_eq!(inner["component.wasm"], wasm);
         assert!(files.contains_key("manifest.json") && files.contains_key("oci-layout"));

@@ -22,12 +22,19 @@ use crate::engine;
 use crate::world::{self, World};
 
 /// Layer media types whose content is a component itself.
-pub const RAW_WASM_LAYERS: &[&str] =
-    &["application/vnd.bytecodealliance.wasm.component.layer.v0+wasm", "application/wasm"];
+pub const RAW_WASM_LAYERS: &[&str] = &[
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    "application/wasm",
+];
 /// Layer media types that are (optionally gzipped) tar archives.
-pub const TAR_LAYERS: &[&str] = &["application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar"];
-pub const TAR_GZIP_LAYERS: &[&str] =
-    &["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip"];
+pub const TAR_LAYERS: &[&str] = &[
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar",
+];
+pub const TAR_GZIP_LAYERS: &[&str] = &[
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+];
 
 /// Every layer type the shim asks runwasi for.
 pub const LAYER_TYPES: &[&str] = &[
@@ -88,7 +95,12 @@ impl Bundle {
                 .collect(),
         };
         let header = serde_json::to_vec(&header).expect("the header serialises");
-        let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + self.entries.iter().map(|e| e.artifact.len()).sum::<usize>());
+        let mut out = Vec::with_capacity(
+            MAGIC.len()
+                + 4
+                + header.len()
+                + self.entries.iter().map(|e| e.artifact.len()).sum::<usize>(),
+        );
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(&header);
@@ -103,12 +115,18 @@ impl Bundle {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let rest = bytes.strip_prefix(MAGIC).context("not a wasmhttp precompiled bundle")?;
+        let rest = bytes
+            .strip_prefix(MAGIC)
+            .context("not a wasmhttp precompiled bundle")?;
         ensure!(rest.len() >= 4, "truncated precompiled bundle");
         let header_len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
         let rest = &rest[4..];
-        ensure!(rest.len() >= header_len, "truncated precompiled bundle header");
-        let header: Header = serde_json::from_slice(&rest[..header_len]).context("bad precompiled bundle header")?;
+        ensure!(
+            rest.len() >= header_len,
+            "truncated precompiled bundle header"
+        );
+        let header: Header =
+            serde_json::from_slice(&rest[..header_len]).context("bad precompiled bundle header")?;
         let mut artifacts = &rest[header_len..];
         let mut entries = Vec::with_capacity(header.entries.len());
         for entry in header.entries {
@@ -123,8 +141,14 @@ impl Bundle {
                 artifact: artifact.to_vec(),
             });
         }
-        ensure!(artifacts.is_empty(), "trailing bytes after the precompiled artifacts");
-        Ok(Bundle { cache_key: header.cache_key, entries })
+        ensure!(
+            artifacts.is_empty(),
+            "trailing bytes after the precompiled artifacts"
+        );
+        Ok(Bundle {
+            cache_key: header.cache_key,
+            entries,
+        })
     }
 }
 
@@ -142,7 +166,11 @@ pub struct Found {
 pub fn components_in_layer(media_type: &str, content: &[u8]) -> Result<Vec<Found>> {
     if RAW_WASM_LAYERS.contains(&media_type) {
         return Ok(match world::detect(content) {
-            Ok(world) => vec![Found { path: None, world, wasm: content.to_vec() }],
+            Ok(world) => vec![Found {
+                path: None,
+                world,
+                wasm: content.to_vec(),
+            }],
             Err(_) => vec![],
         });
     }
@@ -171,7 +199,11 @@ fn components_in_tar(reader: impl Read) -> Result<Vec<Found>> {
         let mut wasm = magic.to_vec();
         entry.read_to_end(&mut wasm)?;
         if let Ok(world) = world::detect(&wasm) {
-            found.push(Found { path: Some(path), world, wasm });
+            found.push(Found {
+                path: Some(path),
+                world,
+                wasm,
+            });
         }
     }
     Ok(found)
@@ -189,18 +221,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Compiles every runnable component of a layer. `Ok(None)` when the layer
 /// holds none (runwasi then keeps the original layer).
-pub fn precompile_layer(engine: &Engine, media_type: &str, content: &[u8]) -> Result<Option<Vec<u8>>> {
+pub fn precompile_layer(
+    engine: &Engine,
+    media_type: &str,
+    content: &[u8],
+) -> Result<Option<Vec<u8>>> {
     let found = components_in_layer(media_type, content)?;
     if found.is_empty() {
         return Ok(None);
     }
     let mut entries = Vec::with_capacity(found.len());
     for Found { path, world, wasm } in found {
-        let artifact = engine::precompile(engine, &wasm)
-            .with_context(|| format!("precompiling {}", path.as_deref().unwrap_or("the component layer")))?;
-        entries.push(Entry { path, world, source_sha256: sha256_hex(&wasm), artifact });
+        let artifact = engine::precompile(engine, &wasm).with_context(|| {
+            format!(
+                "precompiling {}",
+                path.as_deref().unwrap_or("the component layer")
+            )
+        })?;
+        entries.push(Entry {
+            path,
+            world,
+            source_sha256: sha256_hex(&wasm),
+            artifact,
+        });
     }
-    Ok(Some(Bundle { cache_key: engine::cache_key(engine), entries }.encode()))
+    Ok(Some(
+        Bundle {
+            cache_key: engine::cache_key(engine),
+            entries,
+        }
+        .encode(),
+    ))
 }
 
 #[cfg(test)]
@@ -224,8 +275,18 @@ mod tests {
         let bundle = Bundle {
             cache_key: "k".into(),
             entries: vec![
-                Entry { path: Some("/a.wasm".into()), world: World::HttpHandler, source_sha256: "s".into(), artifact: vec![1, 2, 3] },
-                Entry { path: None, world: World::Command, source_sha256: "t".into(), artifact: vec![] },
+                Entry {
+                    path: Some("/a.wasm".into()),
+                    world: World::HttpHandler,
+                    source_sha256: "s".into(),
+                    artifact: vec![1, 2, 3],
+                },
+                Entry {
+                    path: None,
+                    world: World::Command,
+                    source_sha256: "t".into(),
+                    artifact: vec![],
+                },
             ],
         };
         let bytes = bundle.encode();
@@ -246,13 +307,23 @@ mod tests {
             ("README", b"not wasm at all"),
         ]);
         let found = components_in_layer("application/vnd.oci.image.layer.v1.tar", &layer).unwrap();
-        let summary: Vec<_> = found.iter().map(|f| (f.path.clone().unwrap(), f.world)).collect();
-        assert_eq!(summary, vec![("/app/hello.wasm".into(), World::HttpHandler), ("/bin/tool.wasm".into(), World::Command)]);
+        let summary: Vec<_> = found
+            .iter()
+            .map(|f| (f.path.clone().unwrap(), f.world))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("/app/hello.wasm".into(), World::HttpHandler),
+                ("/bin/tool.wasm".into(), World::Command)
+            ]
+        );
 
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &layer).unwrap();
         let gz = gz.finish().unwrap();
-        let found = components_in_layer("application/vnd.oci.image.layer.v1.tar+gzip", &gz).unwrap();
+        let found =
+            components_in_layer("application/vnd.oci.image.layer.v1.tar+gzip", &gz).unwrap();
         assert_eq!(found.len(), 2);
     }
 
@@ -262,7 +333,11 @@ mod tests {
         let found = components_in_layer(RAW_WASM_LAYERS[0], &hello).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, None);
-        assert!(components_in_layer(RAW_WASM_LAYERS[1], b"garbage").unwrap().is_empty());
+        assert!(
+            components_in_layer(RAW_WASM_LAYERS[1], b"garbage")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -270,13 +345,18 @@ mod tests {
         let engine = engine::new_engine().unwrap();
         let hello = wasmhttp_fixtures::build("hello").unwrap();
         let layer = tar_with(&[("component.wasm", &hello)]);
-        let bytes = precompile_layer(&engine, TAR_LAYERS[0], &layer).unwrap().unwrap();
+        let bytes = precompile_layer(&engine, TAR_LAYERS[0], &layer)
+            .unwrap()
+            .unwrap();
         let bundle = Bundle::decode(&bytes).unwrap();
         assert_eq!(bundle.cache_key, engine::cache_key(&engine));
         assert_eq!(bundle.entries[0].path.as_deref(), Some("/component.wasm"));
         assert_eq!(bundle.entries[0].source_sha256, sha256_hex(&hello));
         engine::load_precompiled(&engine, &bundle.entries[0].artifact).unwrap();
         let empty = tar_with(&[("etc/passwd", b"root:x:0:0")]);
-        assert_eq!(precompile_layer(&engine, TAR_LAYERS[0], &empty).unwrap(), None);
+        assert_eq!(
+            precompile_layer(&engine, TAR_LAYERS[0], &empty).unwrap(),
+            None
+        );
     }
 }

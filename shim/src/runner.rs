@@ -20,7 +20,10 @@ pub enum ComponentCode {
     Wasm(Vec<u8>),
     /// A precompiled artifact from the shim's cache, plus the wasm to fall back
     /// to should the artifact not load (it names another wasmtime, say).
-    Precompiled { artifact: Vec<u8>, fallback: Option<Box<dyn FnOnce() -> Result<Vec<u8>> + Send>> },
+    Precompiled {
+        artifact: Vec<u8>,
+        fallback: Option<Box<dyn FnOnce() -> Result<Vec<u8>> + Send>>,
+    },
 }
 
 /// Everything needed to start a guest, checked before anything runs.
@@ -35,18 +38,33 @@ pub struct Prepared {
 /// Loads the component and runs it: an HTTP handler is served until SIGTERM
 /// or SIGINT (exit code 0); a command runs to completion (its exit code).
 pub async fn run(prepared: Prepared) -> Result<i32> {
-    let Prepared { world, code, env, args } = prepared;
+    let Prepared {
+        world,
+        code,
+        env,
+        args,
+    } = prepared;
     let engine = engine::new_engine()?;
     let started = Instant::now();
     let component = load(&engine, code)?;
-    eprintln!("wasmhttp: {world} loaded in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
-    let guest = GuestConfig { env: env.guest_env, args };
+    eprintln!(
+        "wasmhttp: {world} loaded in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let guest = GuestConfig {
+        env: env.guest_env,
+        args,
+    };
 
     match world {
         World::HttpHandler => {
             let server = HttpServer::bind(&component, guest, env.settings.listen).await?;
             eprintln!("wasmhttp: serving HTTP on {}", server.local_addr());
-            server.run(async { stop_signal().await.ok(); }).await?;
+            server
+                .run(async {
+                    stop_signal().await.ok();
+                })
+                .await?;
             eprintln!("wasmhttp: stopped");
             Ok(0)
         }
@@ -60,20 +78,23 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
 fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Component> {
     match code {
         ComponentCode::Wasm(wasm) => engine::compile(engine, &wasm),
-        ComponentCode::Precompiled { artifact, fallback } => match engine::load_precompiled(engine, &artifact) {
-            Ok(component) => Ok(component),
-            Err(err) => {
-                let fallback = fallback.context("the precompiled component does not load and there is no wasm to fall back to")?;
-                eprintln!("wasmhttp: {err:#}; compiling from the wasm instead");
-                engine::compile(engine, &fallback()?)
+        ComponentCode::Precompiled { artifact, fallback } => {
+            match engine::load_precompiled(engine, &artifact) {
+                Ok(component) => Ok(component),
+                Err(err) => {
+                    let fallback = fallback.context("the precompiled component does not load and there is no wasm to fall back to")?;
+                    eprintln!("wasmhttp: {err:#}; compiling from the wasm instead");
+                    engine::compile(engine, &fallback()?)
+                }
             }
-        },
+        }
     }
 }
 
 /// Resolves with the signal number of the first SIGTERM or SIGINT.
 pub async fn stop_signal() -> Result<i32> {
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     Ok(tokio::select! {
         _ = terminate.recv() => libc_signal::SIGTERM,

@@ -23,9 +23,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use wasmtime::Store;
 use wasmtime::component::Component;
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::guest::{self, GuestConfig, GuestState};
@@ -49,21 +49,30 @@ pub struct HttpServer {
 impl HttpServer {
     /// Links the component and binds the listener; both can fail with a
     /// reason worth showing as the container's start error.
-    pub async fn bind(component: &Component, guest: GuestConfig, listen: SocketAddr) -> Result<Self> {
+    pub async fn bind(
+        component: &Component,
+        guest: GuestConfig,
+        listen: SocketAddr,
+    ) -> Result<Self> {
         let linker = guest::linker(component.engine())?;
         let pre = linker
             .instantiate_pre(component)
             .and_then(ProxyPre::new)
             .map_err(anyhow::Error::from)
             .context("the component's imports cannot be satisfied by WASI 0.2 and wasi:http")?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen} (set WASMHTTP_LISTEN to choose another address)"))?;
-        Ok(Self { listener, handler: Arc::new(Handler { pre, guest }) })
+        let listener = TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen} (set WASMHTTP_LISTEN to choose another address)")
+        })?;
+        Ok(Self {
+            listener,
+            handler: Arc::new(Handler { pre, guest }),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound TCP listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets open
@@ -101,7 +110,10 @@ impl HttpServer {
         }
         drop(self.listener);
         eprintln!("wasmhttp: stop requested, no longer accepting connections");
-        if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+            .await
+            .is_err()
+        {
             eprintln!("wasmhttp: connections still open after {DRAIN_LIMIT:?}, closing them");
         }
         Ok(())
@@ -124,7 +136,10 @@ impl Handler {
     async fn call_guest(&self, req: Request<Incoming>) -> Result<Response<HyperOutgoingBody>> {
         let mut store = Store::new(self.pre.engine(), GuestState::new(&self.guest));
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let req = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
 
@@ -132,7 +147,10 @@ impl Handler {
         // has handed over the response head: it still has to stream the body.
         let guest = tokio::task::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
         });
 
         match receiver.await {
@@ -142,7 +160,9 @@ impl Handler {
             // failed without ever setting a response.
             Err(_) => match guest.await {
                 Ok(Ok(())) => bail!("the guest returned without setting a response"),
-                Ok(Err(err)) => Err(anyhow::Error::from(err).context("the guest failed before responding")),
+                Ok(Err(err)) => {
+                    Err(anyhow::Error::from(err).context("the guest failed before responding"))
+                }
                 Err(join) => Err(anyhow!(join).context("the guest task panicked")),
             },
         }
@@ -157,8 +177,9 @@ fn internal_error() -> Response<HyperOutgoingBody> {
     .boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
     response
 }

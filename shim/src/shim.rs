@@ -71,10 +71,15 @@ impl Compiler for Precompiler {
                 .iter()
                 .map(|layer| {
                     let media_type = layer.config.media_type().to_string();
-                    precompile::precompile_layer(&engine, &media_type, &layer.layer).unwrap_or_else(|err| {
-                        log::warn!("wasmhttp: layer {} not precompiled: {err:#}", layer.config.digest());
-                        None
-                    })
+                    precompile::precompile_layer(&engine, &media_type, &layer.layer).unwrap_or_else(
+                        |err| {
+                            log::warn!(
+                                "wasmhttp: layer {} not precompiled: {err:#}",
+                                layer.config.digest()
+                            );
+                            None
+                        },
+                    )
                 })
                 .collect()
         })
@@ -129,7 +134,10 @@ impl Sandbox for WasmHttpSandbox {
 fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
     let env = Environment::from_entries(ctx.envs())?;
     let args: Vec<String> = ctx.args().to_vec();
-    let entrypoint = args.first().map(|arg0| arg0.split('#').next().unwrap_or_default()).filter(|p| !p.is_empty());
+    let entrypoint = args
+        .first()
+        .map(|arg0| arg0.split('#').next().unwrap_or_default())
+        .filter(|p| !p.is_empty());
     let entrypoint_path = entrypoint.map(absolute_in_container);
 
     let from_layers = match ctx.entrypoint().source {
@@ -144,11 +152,17 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
                  must be the path of the .wasm file, or the image must carry a wasm layer",
             )?;
             let wasm = read_component_file(&path)?;
-            let world = world::detect(&wasm).with_context(|| format!("{} is not runnable", path.display()))?;
+            let world = world::detect(&wasm)
+                .with_context(|| format!("{} is not runnable", path.display()))?;
             (world, ComponentCode::Wasm(wasm))
         }
     };
-    Ok(Prepared { world, code, env, args })
+    Ok(Prepared {
+        world,
+        code,
+        env,
+        args,
+    })
 }
 
 fn absolute_in_container(entrypoint: &str) -> PathBuf {
@@ -156,7 +170,9 @@ fn absolute_in_container(entrypoint: &str) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(path)
+        std::env::current_dir()
+            .unwrap_or_else(|_| PathBuf::from("/"))
+            .join(path)
     }
 }
 
@@ -166,7 +182,10 @@ fn read_component_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-fn component_from_layers(layers: &[WasmLayer], entrypoint: Option<&Path>) -> Result<Option<(World, ComponentCode)>> {
+fn component_from_layers(
+    layers: &[WasmLayer],
+    entrypoint: Option<&Path>,
+) -> Result<Option<(World, ComponentCode)>> {
     let entrypoint_str = entrypoint.map(|p| precompile::rootfs_path(&p.to_string_lossy()));
     let fallback_path = entrypoint.map(Path::to_path_buf);
     let mut bare = Vec::new();
@@ -177,16 +196,30 @@ fn component_from_layers(layers: &[WasmLayer], entrypoint: Option<&Path>) -> Res
                 match &entry.path {
                     Some(path) if Some(path) == entrypoint_str.as_ref() => {
                         let fallback = fallback_path.clone().map(|path| {
-                            Box::new(move || read_component_file(&path)) as Box<dyn FnOnce() -> Result<Vec<u8>> + Send>
+                            Box::new(move || read_component_file(&path))
+                                as Box<dyn FnOnce() -> Result<Vec<u8>> + Send>
                         });
-                        return Ok(Some((entry.world, ComponentCode::Precompiled { artifact: entry.artifact, fallback })));
+                        return Ok(Some((
+                            entry.world,
+                            ComponentCode::Precompiled {
+                                artifact: entry.artifact,
+                                fallback,
+                            },
+                        )));
                     }
                     Some(_) => {}
-                    None => bare.push((entry.world, ComponentCode::Precompiled { artifact: entry.artifact, fallback: None })),
+                    None => bare.push((
+                        entry.world,
+                        ComponentCode::Precompiled {
+                            artifact: entry.artifact,
+                            fallback: None,
+                        },
+                    )),
                 }
             }
         } else if RAW_WASM_LAYERS.contains(&layer.config.media_type().to_string().as_str()) {
-            let world = world::detect(&layer.layer).context("the image's wasm layer is not runnable")?;
+            let world =
+                world::detect(&layer.layer).context("the image's wasm layer is not runnable")?;
             bare.push((world, ComponentCode::Wasm(layer.layer.clone())));
         }
     }

@@ -43,7 +43,10 @@ impl fmt::Display for NotRunnable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NotRunnable::NotWasm { starts_with } => {
-                write!(f, "found a file that is not WebAssembly (it starts with {starts_with}); expected {EXPECTED}")
+                write!(
+                    f,
+                    "found a file that is not WebAssembly (it starts with {starts_with}); expected {EXPECTED}"
+                )
             }
             NotRunnable::CoreModule => write!(
                 f,
@@ -53,10 +56,17 @@ impl fmt::Display for NotRunnable {
                 write!(f, "found a component with no exports; expected {EXPECTED}")
             }
             NotRunnable::OtherWorld { exports } => {
-                write!(f, "found a component that exports {}; expected {EXPECTED}", exports.join(", "))
+                write!(
+                    f,
+                    "found a component that exports {}; expected {EXPECTED}",
+                    exports.join(", ")
+                )
             }
             NotRunnable::Malformed { reason } => {
-                write!(f, "found a malformed WebAssembly component ({reason}); expected {EXPECTED}")
+                write!(
+                    f,
+                    "found a malformed WebAssembly component ({reason}); expected {EXPECTED}"
+                )
             }
         }
     }
@@ -71,18 +81,24 @@ pub fn detect(bytes: &[u8]) -> Result<World, NotRunnable> {
         if Parser::is_core_wasm(bytes) {
             return Err(NotRunnable::CoreModule);
         }
-        return Err(NotRunnable::NotWasm { starts_with: describe_start(bytes) });
+        return Err(NotRunnable::NotWasm {
+            starts_with: describe_start(bytes),
+        });
     }
     let mut exports = Vec::new();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| NotRunnable::Malformed { reason: e.to_string() })?;
+        let payload = payload.map_err(|e| NotRunnable::Malformed {
+            reason: e.to_string(),
+        })?;
         match payload {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentExportSection(section) if depth == 0 => {
                 for export in section {
-                    let export = export.map_err(|e| NotRunnable::Malformed { reason: e.to_string() })?;
+                    let export = export.map_err(|e| NotRunnable::Malformed {
+                        reason: e.to_string(),
+                    })?;
                     exports.push(export.name.name.to_string());
                 }
             }
@@ -103,7 +119,10 @@ fn describe_start(bytes: &[u8]) -> String {
         return "nothing: the file is empty".into();
     }
     let head = &bytes[..bytes.len().min(16)];
-    if head.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+    if head
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
         let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
         format!("the text {:?}", String::from_utf8_lossy(line))
     } else {

@@ -25,26 +25,65 @@ struct Suite {
 type Case = fn(&Suite);
 
 const CASES: &[(&str, Case)] = &[
-    ("wasmhttp_image_serves_body_headers_env_and_args", wasmhttp_image_serves_body_headers_env_and_args),
-    ("guest_stdout_is_the_task_stdout", guest_stdout_is_the_task_stdout),
-    ("trap_answers_500_and_the_next_request_200", trap_answers_500_and_the_next_request_200),
-    ("returning_without_a_response_is_a_500", returning_without_a_response_is_a_500),
-    ("second_start_uses_the_precompiled_cache", second_start_uses_the_precompiled_cache),
-    ("runwasi_component_layer_image_runs", runwasi_component_layer_image_runs),
-    ("buildx_wasi_rootfs_image_runs", buildx_wasi_rootfs_image_runs),
-    ("linux_rootfs_image_with_a_wasm_entrypoint_runs", linux_rootfs_image_with_a_wasm_entrypoint_runs),
-    ("command_components_exit_with_their_code", command_components_exit_with_their_code),
-    ("unrunnable_images_fail_to_start_with_the_reason", unrunnable_images_fail_to_start_with_the_reason),
-    ("bad_setting_fails_to_start_naming_the_variable", bad_setting_fails_to_start_naming_the_variable),
+    (
+        "wasmhttp_image_serves_body_headers_env_and_args",
+        wasmhttp_image_serves_body_headers_env_and_args,
+    ),
+    (
+        "guest_stdout_is_the_task_stdout",
+        guest_stdout_is_the_task_stdout,
+    ),
+    (
+        "trap_answers_500_and_the_next_request_200",
+        trap_answers_500_and_the_next_request_200,
+    ),
+    (
+        "returning_without_a_response_is_a_500",
+        returning_without_a_response_is_a_500,
+    ),
+    (
+        "second_start_uses_the_precompiled_cache",
+        second_start_uses_the_precompiled_cache,
+    ),
+    (
+        "runwasi_component_layer_image_runs",
+        runwasi_component_layer_image_runs,
+    ),
+    (
+        "buildx_wasi_rootfs_image_runs",
+        buildx_wasi_rootfs_image_runs,
+    ),
+    (
+        "linux_rootfs_image_with_a_wasm_entrypoint_runs",
+        linux_rootfs_image_with_a_wasm_entrypoint_runs,
+    ),
+    (
+        "command_components_exit_with_their_code",
+        command_components_exit_with_their_code,
+    ),
+    (
+        "unrunnable_images_fail_to_start_with_the_reason",
+        unrunnable_images_fail_to_start_with_the_reason,
+    ),
+    (
+        "bad_setting_fails_to_start_naming_the_variable",
+        bad_setting_fails_to_start_naming_the_variable,
+    ),
 ];
 
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let selected: Vec<_> = CASES.iter().filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str()))).collect();
+    let selected: Vec<_> = CASES
+        .iter()
+        .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+        .collect();
     println!("\nrunning {} tests", selected.len());
     let work = std::env::temp_dir().join(format!("wasmhttp-suite-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
-    let suite = Suite { containerd: PrivateContainerd::start(), work: work.clone() };
+    let suite = Suite {
+        containerd: PrivateContainerd::start(),
+        work: work.clone(),
+    };
 
     let mut failed = Vec::new();
     for (name, case) in &selected {
@@ -74,7 +113,10 @@ fn main() {
     }
     let passed = selected.len() - failed.iter().filter(|f| **f != "teardown").count();
     let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
-    println!("\ntest result: {verdict}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out\n", failed.len());
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out\n",
+        failed.len()
+    );
     std::process::exit(if failed.is_empty() { 0 } else { 1 });
 }
 
@@ -98,14 +140,28 @@ impl Suite {
     /// The manifest digest an image reference points at.
     fn image_digest(&self, reference: &str) -> String {
         let listing = self.containerd.ctr_ok(&["images", "ls"]);
-        let line = listing.lines().find(|l| l.starts_with(&format!("{reference} "))).expect("image is listed");
-        line.split_whitespace().find(|w| w.starts_with("sha256:")).expect("digest column").to_string()
+        let line = listing
+            .lines()
+            .find(|l| l.starts_with(&format!("{reference} ")))
+            .expect("image is listed");
+        line.split_whitespace()
+            .find(|w| w.starts_with("sha256:"))
+            .expect("digest column")
+            .to_string()
     }
 
     fn stop(&self, task: &mut support::containerd::Task) {
-        self.containerd.ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", &task.id]);
-        let status = task.wait(Duration::from_secs(15)).unwrap_or_else(|| panic!("{} ignored SIGTERM\n{}", task.id, task.output()));
-        assert!(status.success(), "{} exited with {status} after SIGTERM\n{}", task.id, task.output());
+        self.containerd
+            .ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", &task.id]);
+        let status = task
+            .wait(Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{} ignored SIGTERM\n{}", task.id, task.output()));
+        assert!(
+            status.success(),
+            "{} exited with {status} after SIGTERM\n{}",
+            task.id,
+            task.output()
+        );
         self.containerd.assert_cleaned_up(&task.id);
     }
 }
@@ -122,8 +178,17 @@ fn serving(addr: SocketAddr, task: &mut support::containerd::Task) {
         if wait_until_serving(addr, Duration::from_millis(200)).is_ok() {
             return;
         }
-        assert!(task.is_running(), "{} exited before serving\n{}", task.id, task.output());
-        assert!(Instant::now() < deadline, "nothing answered on {addr} within 60s\n{}", task.output());
+        assert!(
+            task.is_running(),
+            "{} exited before serving\n{}",
+            task.id,
+            task.output()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "nothing answered on {addr} within 60s\n{}",
+            task.output()
+        );
     }
 }
 
@@ -133,23 +198,45 @@ fn wasmhttp_image_serves_body_headers_env_and_args(s: &Suite) {
     let mut task = s.containerd.run(
         "echo-1",
         &image,
-        &[("WASMHTTP_LISTEN", &listen), ("GREETING", "hello from the pod")],
+        &[
+            ("WASMHTTP_LISTEN", &listen),
+            ("GREETING", "hello from the pod"),
+        ],
         &[],
         &["/component.wasm", "first", "second arg"],
     );
     serving(addr, &mut task);
 
     let mut connection = Connection::open(addr).unwrap();
-    let response = connection.send("POST", "/items?id=7", &[("x-request-id", "abc-123")], b"payload bytes").unwrap();
+    let response = connection
+        .send(
+            "POST",
+            "/items?id=7",
+            &[("x-request-id", "abc-123")],
+            b"payload bytes",
+        )
+        .unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.body, b"payload bytes");
     assert_eq!(response.header("x-echo-method"), Some("POST"));
     assert_eq!(response.header("x-echo-path"), Some("/items?id=7"));
-    assert!(response.all("x-echo-header").contains(&"x-request-id: abc-123"), "{:?}", response.headers);
+    assert!(
+        response
+            .all("x-echo-header")
+            .contains(&"x-request-id: abc-123"),
+        "{:?}",
+        response.headers
+    );
     let env = response.all("x-echo-env");
     assert!(env.contains(&"GREETING=hello from the pod"), "{env:?}");
-    assert!(!env.iter().any(|e| e.starts_with("WASMHTTP_")), "the shim's settings leaked into the guest: {env:?}");
-    assert_eq!(response.all("x-echo-arg"), vec!["/component.wasm", "first", "second arg"]);
+    assert!(
+        !env.iter().any(|e| e.starts_with("WASMHTTP_")),
+        "the shim's settings leaked into the guest: {env:?}"
+    );
+    assert_eq!(
+        response.all("x-echo-arg"),
+        vec!["/component.wasm", "first", "second arg"]
+    );
 
     // HTTP/1.1 keep-alive: a second request on the same connection
     let again = connection.send("GET", "/again", &[], b"").unwrap();
@@ -158,30 +245,50 @@ fn wasmhttp_image_serves_body_headers_env_and_args(s: &Suite) {
 
     let stopping = Instant::now();
     s.stop(&mut task);
-    assert!(stopping.elapsed() < Duration::from_secs(5), "SIGTERM took {:?}", stopping.elapsed());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?}",
+        stopping.elapsed()
+    );
 }
 
 fn guest_stdout_is_the_task_stdout(s: &Suite) {
     let image = s.import_fixture("hello");
     let (addr, listen) = loopback();
-    let mut task = s.containerd.run("hello-log", &image, &[("WASMHTTP_LISTEN", &listen)], &[], &[]);
+    let mut task = s.containerd.run(
+        "hello-log",
+        &image,
+        &[("WASMHTTP_LISTEN", &listen)],
+        &[],
+        &[],
+    );
     serving(addr, &mut task);
     let response = http::get(addr, "/").unwrap();
     assert_eq!(response.status, 200);
     assert!(response.text().contains("Hello"), "{}", response.text());
     let deadline = Instant::now() + Duration::from_secs(5);
     while !task.stdout().contains("hello fixture: handling a request") {
-        assert!(Instant::now() < deadline, "the guest's log line never reached the task's stdout\n{}", task.output());
+        assert!(
+            Instant::now() < deadline,
+            "the guest's log line never reached the task's stdout\n{}",
+            task.output()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(task.stderr().contains("serving HTTP on"), "{}", task.output());
+    assert!(
+        task.stderr().contains("serving HTTP on"),
+        "{}",
+        task.output()
+    );
     s.stop(&mut task);
 }
 
 fn trap_answers_500_and_the_next_request_200(s: &Suite) {
     let image = s.import_fixture("trap");
     let (addr, listen) = loopback();
-    let mut task = s.containerd.run("trap-1", &image, &[("WASMHTTP_LISTEN", &listen)], &[], &[]);
+    let mut task = s
+        .containerd
+        .run("trap-1", &image, &[("WASMHTTP_LISTEN", &listen)], &[], &[]);
     serving(addr, &mut task);
     for _ in 0..3 {
         assert_eq!(http::get(addr, "/trap").unwrap().status, 500);
@@ -189,18 +296,32 @@ fn trap_answers_500_and_the_next_request_200(s: &Suite) {
         assert_eq!(next.status, 200, "{}", task.output());
         assert_eq!(next.text(), "trap fixture: still serving\n");
     }
-    assert!(task.stderr().contains("wasm trap"), "the trap is not in the container log\n{}", task.output());
+    assert!(
+        task.stderr().contains("wasm trap"),
+        "the trap is not in the container log\n{}",
+        task.output()
+    );
     s.stop(&mut task);
 }
 
 fn returning_without_a_response_is_a_500(s: &Suite) {
     let image = s.import_fixture("no-response");
     let (addr, listen) = loopback();
-    let mut task = s.containerd.run("no-response-1", &image, &[("WASMHTTP_LISTEN", &listen)], &[], &[]);
+    let mut task = s.containerd.run(
+        "no-response-1",
+        &image,
+        &[("WASMHTTP_LISTEN", &listen)],
+        &[],
+        &[],
+    );
     serving(addr, &mut task);
     assert_eq!(http::get(addr, "/").unwrap().status, 500);
     assert_eq!(http::get(addr, "/again").unwrap().status, 500);
-    assert!(task.stderr().contains("without setting a response"), "{}", task.output());
+    assert!(
+        task.stderr().contains("without setting a response"),
+        "{}",
+        task.output()
+    );
     s.stop(&mut task);
 }
 
@@ -208,34 +329,70 @@ fn returning_without_a_response_is_a_500(s: &Suite) {
 /// start must skip that work.
 fn second_start_uses_the_precompiled_cache(s: &Suite) {
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-js/build/hello-js.wasm");
-    assert!(js.exists(), "{} is missing: `make examples` builds it (make test does)", js.display());
+    assert!(
+        js.exists(),
+        "{} is missing: `make examples` builds it (make test does)",
+        js.display()
+    );
     let tar = images::wasmhttp_image(&s.work, &js, "wasmhttp-test/hello-js:cache");
     s.import(&tar, &[]);
     let image = "docker.io/wasmhttp-test/hello-js:cache";
     let label = "runwasi.io/precompiled/wasmhttp/";
     let manifest = s.image_digest(image);
-    let labelled = || s.containerd.ctr_ok(&["content", "ls"]).lines().any(|l| l.starts_with(&manifest) && l.contains(label));
-    assert!(!labelled(), "the image is marked precompiled before its first start");
+    let labelled = || {
+        s.containerd
+            .ctr_ok(&["content", "ls"])
+            .lines()
+            .any(|l| l.starts_with(&manifest) && l.contains(label))
+    };
+    assert!(
+        !labelled(),
+        "the image is marked precompiled before its first start"
+    );
 
     let mut timings = Vec::new();
     for start in ["first", "second"] {
         let (addr, listen) = loopback();
         let began = Instant::now();
-        let mut task = s.containerd.run(&format!("js-{start}"), image, &[("WASMHTTP_LISTEN", &listen)], &[], &[]);
+        let mut task = s.containerd.run(
+            &format!("js-{start}"),
+            image,
+            &[("WASMHTTP_LISTEN", &listen)],
+            &[],
+            &[],
+        );
         serving(addr, &mut task);
         timings.push(began.elapsed());
         let response = http::get(addr, "/cache").unwrap();
-        assert!(response.text().contains("Hello from JavaScript"), "{}", response.text());
+        assert!(
+            response.text().contains("Hello from JavaScript"),
+            "{}",
+            response.text()
+        );
         s.stop(&mut task);
     }
-    assert!(labelled(), "the image's manifest carries no precompile label in the content store");
-    println!("    time to first response: first start {:?}, cached start {:?}", timings[0], timings[1]);
-    assert!(timings[1] * 3 < timings[0], "the cached start was not much faster: {timings:?}");
+    assert!(
+        labelled(),
+        "the image's manifest carries no precompile label in the content store"
+    );
+    println!(
+        "    time to first response: first start {:?}, cached start {:?}",
+        timings[0], timings[1]
+    );
+    assert!(
+        timings[1] * 3 < timings[0],
+        "the cached start was not much faster: {timings:?}"
+    );
 }
 
 fn runwasi_component_layer_image_runs(s: &Suite) {
     let wasm = images::fixture(&s.work, "echo");
-    let tar = images::runwasi_image(&s.work, &wasm, "echo", "docker.io/wasmhttp-test/runwasi-echo:1");
+    let tar = images::runwasi_image(
+        &s.work,
+        &wasm,
+        "echo",
+        "docker.io/wasmhttp-test/runwasi-echo:1",
+    );
     // containerd 1.6 cannot unpack wasm layers; newer ones skip them, as UnpackLess does.
     s.import(&tar, &["--all-platforms", "--no-unpack"]);
     let (addr, listen) = loopback();
@@ -256,7 +413,9 @@ fn runwasi_component_layer_image_runs(s: &Suite) {
     let manifest = s.image_digest("docker.io/wasmhttp-test/runwasi-echo:1");
     let content = s.containerd.ctr_ok(&["content", "ls"]);
     assert!(
-        content.lines().any(|l| l.starts_with(&manifest) && l.contains("runwasi.io/precompiled/wasmhttp/")),
+        content
+            .lines()
+            .any(|l| l.starts_with(&manifest) && l.contains("runwasi.io/precompiled/wasmhttp/")),
         "the component layer was not precompiled"
     );
     assert_eq!(container.stop(), 0, "{}", container.output());
@@ -265,7 +424,13 @@ fn runwasi_component_layer_image_runs(s: &Suite) {
 
 fn buildx_wasi_rootfs_image_runs(s: &Suite) {
     let wasm = wasmhttp_fixtures::build("echo").unwrap();
-    let tar = images::rootfs_image(&s.work, &wasm, "/app/server.wasm", "docker.io/wasmhttp-test/buildx-echo:1", Platform::WasiWasm);
+    let tar = images::rootfs_image(
+        &s.work,
+        &wasm,
+        "/app/server.wasm",
+        "docker.io/wasmhttp-test/buildx-echo:1",
+        Platform::WasiWasm,
+    );
     s.import(&tar, &["--all-platforms"]);
     let (addr, listen) = loopback();
     let mut task = s.containerd.run(
@@ -277,17 +442,32 @@ fn buildx_wasi_rootfs_image_runs(s: &Suite) {
     );
     serving(addr, &mut task);
     let response = http::request(addr, "POST", "/", &[], b"rootfs").unwrap();
-    assert_eq!((response.status, response.body.as_slice()), (200, &b"rootfs"[..]));
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"rootfs"[..])
+    );
     assert_eq!(response.all("x-echo-arg"), vec!["/app/server.wasm"]);
     s.stop(&mut task);
 }
 
 fn linux_rootfs_image_with_a_wasm_entrypoint_runs(s: &Suite) {
     let wasm = wasmhttp_fixtures::build("hello").unwrap();
-    let tar = images::rootfs_image(&s.work, &wasm, "/srv/hello.wasm", "docker.io/wasmhttp-test/linux-hello:1", Platform::LinuxAmd64);
+    let tar = images::rootfs_image(
+        &s.work,
+        &wasm,
+        "/srv/hello.wasm",
+        "docker.io/wasmhttp-test/linux-hello:1",
+        Platform::LinuxAmd64,
+    );
     s.import(&tar, &[]);
     let (addr, listen) = loopback();
-    let mut task = s.containerd.run("linux-hello", "docker.io/wasmhttp-test/linux-hello:1", &[("WASMHTTP_LISTEN", &listen)], &[], &[]);
+    let mut task = s.containerd.run(
+        "linux-hello",
+        "docker.io/wasmhttp-test/linux-hello:1",
+        &[("WASMHTTP_LISTEN", &listen)],
+        &[],
+        &[],
+    );
     serving(addr, &mut task);
     assert!(http::get(addr, "/").unwrap().text().contains("Hello"));
     s.stop(&mut task);
@@ -297,11 +477,24 @@ fn command_components_exit_with_their_code(s: &Suite) {
     for (fixture, expected) in [("command", 0), ("command-fails", 1)] {
         let image = s.import_fixture(fixture);
         let id = format!("{fixture}-run");
-        let mut task = s.containerd.run(&id, &image, &[], &[], &["/component.wasm", "--flag"]);
-        let status = task.wait(Duration::from_secs(60)).unwrap_or_else(|| panic!("{fixture} did not exit\n{}", task.output()));
+        let mut task = s
+            .containerd
+            .run(&id, &image, &[], &[], &["/component.wasm", "--flag"]);
+        let status = task
+            .wait(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{fixture} did not exit\n{}", task.output()));
         assert_eq!(status.code(), Some(expected), "{}", task.output());
-        assert!(task.stdout().contains("command fixture: hello from wasi:cli/run"), "{}", task.output());
-        assert!(task.stdout().contains("command fixture: arg --flag"), "{}", task.output());
+        assert!(
+            task.stdout()
+                .contains("command fixture: hello from wasi:cli/run"),
+            "{}",
+            task.output()
+        );
+        assert!(
+            task.stdout().contains("command fixture: arg --flag"),
+            "{}",
+            task.output()
+        );
         s.containerd.assert_cleaned_up(&id);
     }
 }
@@ -310,30 +503,50 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
     let core = wasmhttp_fixtures::build("core-module").unwrap();
     let other = wasmhttp_fixtures::build("other-world").unwrap();
     let cases: [(&str, &[u8], &str); 3] = [
-        ("text", b"this is a text file, not wasm\n", "not WebAssembly"),
+        (
+            "text",
+            b"this is a text file, not wasm\n",
+            "not WebAssembly",
+        ),
         ("core", &core, "core WebAssembly module"),
         ("other", &other, "exports wasmhttp:fixtures/unrelated"),
     ];
     for (name, content, reason) in cases {
-        for (platform, flags) in [(Platform::LinuxAmd64, &[][..]), (Platform::WasiWasm, &["--platform", "wasi/wasm"][..])] {
+        for (platform, flags) in [
+            (Platform::LinuxAmd64, &[][..]),
+            (Platform::WasiWasm, &["--platform", "wasi/wasm"][..]),
+        ] {
             let suffix = if flags.is_empty() { "linux" } else { "wasi" };
             let reference = format!("docker.io/wasmhttp-test/bad-{name}-{suffix}:1");
-            let tar = images::rootfs_image(&s.work, content, "/component.wasm", &reference, platform);
+            let tar =
+                images::rootfs_image(&s.work, content, "/component.wasm", &reference, platform);
             s.import(&tar, &["--all-platforms"]);
             let id = format!("bad-{name}-{suffix}");
             let mut task = s.containerd.run(&id, &reference, &[], flags, &[]);
-            let status = task.wait(Duration::from_secs(30)).unwrap_or_else(|| panic!("{id} did not fail\n{}", task.output()));
+            let status = task
+                .wait(Duration::from_secs(30))
+                .unwrap_or_else(|| panic!("{id} did not fail\n{}", task.output()));
             assert!(!status.success(), "{id} started\n{}", task.output());
             let output = task.output();
-            assert!(output.contains(reason), "{id}: the reason {reason:?} is not shown\n{output}");
-            assert!(output.contains("wasmhttp: cannot start this container"), "{output}");
+            assert!(
+                output.contains(reason),
+                "{id}: the reason {reason:?} is not shown\n{output}"
+            );
+            assert!(
+                output.contains("wasmhttp: cannot start this container"),
+                "{output}"
+            );
             s.containerd.assert_cleaned_up(&id);
         }
     }
     // an entrypoint that is not in the image
     let image = s.import_fixture("hello");
-    let mut task = s.containerd.run("missing-entrypoint", &image, &[], &[], &["/missing.wasm"]);
-    let status = task.wait(Duration::from_secs(30)).expect("a missing entrypoint must fail fast");
+    let mut task = s
+        .containerd
+        .run("missing-entrypoint", &image, &[], &[], &["/missing.wasm"]);
+    let status = task
+        .wait(Duration::from_secs(30))
+        .expect("a missing entrypoint must fail fast");
     assert!(!status.success());
     assert!(task.output().contains("/missing.wasm"), "{}", task.output());
     s.containerd.assert_cleaned_up("missing-entrypoint");
@@ -341,11 +554,25 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
 
 fn bad_setting_fails_to_start_naming_the_variable(s: &Suite) {
     let image = s.import_fixture("hello");
-    let mut task = s.containerd.run("bad-listen", &image, &[("WASMHTTP_LISTEN", "not-an-address")], &[], &[]);
-    let status = task.wait(Duration::from_secs(30)).expect("a bad setting must fail fast");
+    let mut task = s.containerd.run(
+        "bad-listen",
+        &image,
+        &[("WASMHTTP_LISTEN", "not-an-address")],
+        &[],
+        &[],
+    );
+    let status = task
+        .wait(Duration::from_secs(30))
+        .expect("a bad setting must fail fast");
     assert!(!status.success());
     let output = task.output();
-    assert!(output.contains("WASMHTTP_LISTEN") && output.contains("not-an-address"), "{output}");
-    assert!(output.contains("socket address"), "the accepted values are not named\n{output}");
+    assert!(
+        output.contains("WASMHTTP_LISTEN") && output.contains("not-an-address"),
+        "{output}"
+    );
+    assert!(
+        output.contains("socket address"),
+        "the accepted values are not named\n{output}"
+    );
     s.containerd.assert_cleaned_up("bad-listen");
 }

@@ -53,11 +53,24 @@ fn serve(name: &str, component: &Path, extra: &[&str], env: &[(&str, &str)]) -> 
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
-    let mut served = Served { child, addr, stderr, _dir: dir };
+    let mut served = Served {
+        child,
+        addr,
+        stderr,
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     while wait_until_serving(addr, Duration::from_millis(200)).is_err() {
-        assert!(served.child.try_wait().unwrap().is_none(), "wasmhttp serve exited:\n{}", served.log());
-        assert!(Instant::now() < deadline, "wasmhttp serve never answered:\n{}", served.log());
+        assert!(
+            served.child.try_wait().unwrap().is_none(),
+            "wasmhttp serve exited:\n{}",
+            served.log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "wasmhttp serve never answered:\n{}",
+            served.log()
+        );
     }
     served
 }
@@ -88,7 +101,14 @@ impl Drop for Served {
 }
 
 fn nix_kill(pid: u32, signal: i32) {
-    assert!(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
 }
 
 fn fixture(dir: &TempDir, name: &str) -> PathBuf {
@@ -98,8 +118,13 @@ fn fixture(dir: &TempDir, name: &str) -> PathBuf {
 }
 
 fn example(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}/build/{name}.wasm"));
-    assert!(path.exists(), "{} is missing: `make examples` builds it (make test does)", path.display());
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}/build/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: `make examples` builds it (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -108,8 +133,16 @@ fn serves_the_javascript_example() {
     let served = serve("js", &example("hello-js"), &[], &[]);
     let response = http::get(served.addr, "/from-test").unwrap();
     assert_eq!(response.status, 200);
-    assert!(response.text().contains("Hello from JavaScript"), "{}", response.text());
-    assert!(response.text().contains("/from-test"), "{}", response.text());
+    assert!(
+        response.text().contains("Hello from JavaScript"),
+        "{}",
+        response.text()
+    );
+    assert!(
+        response.text().contains("/from-test"),
+        "{}",
+        response.text()
+    );
     assert!(served.terminate().success());
 }
 
@@ -118,7 +151,11 @@ fn serves_the_python_example() {
     let served = serve("py", &example("hello-py"), &[], &[]);
     let response = http::get(served.addr, "/from-test").unwrap();
     assert_eq!(response.status, 200);
-    assert!(response.text().contains("Hello from Python"), "{}", response.text());
+    assert!(
+        response.text().contains("Hello from Python"),
+        "{}",
+        response.text()
+    );
     assert!(served.terminate().success());
 }
 
@@ -131,8 +168,12 @@ fn guest_sees_only_its_env_and_args() {
         &["--env", "GREETING=hi there", "--", "one", "two"],
         &[("HOST_SECRET", "must not leak")],
     );
-    let response = http::request(served.addr, "POST", "/x?y=1", &[("x-test", "yes")], b"body").unwrap();
-    assert_eq!((response.status, response.body.as_slice()), (200, &b"body"[..]));
+    let response =
+        http::request(served.addr, "POST", "/x?y=1", &[("x-test", "yes")], b"body").unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"body"[..])
+    );
     assert_eq!(response.all("x-echo-env"), vec!["GREETING=hi there"]);
     let args = response.all("x-echo-arg");
     assert_eq!(&args[1..], ["one", "two"]);
@@ -163,8 +204,14 @@ fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
     let status = served.terminate();
     assert!(status.success(), "{status}");
     let response = in_flight.join().unwrap().unwrap();
-    assert_eq!((response.status, response.text().as_str()), (200, "slow fixture: done\n"));
-    assert!(http::get(addr, "/").is_err(), "still accepting after SIGTERM");
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "slow fixture: done\n")
+    );
+    assert!(
+        http::get(addr, "/").is_err(),
+        "still accepting after SIGTERM"
+    );
 }
 
 #[test]
@@ -187,11 +234,18 @@ fn settings_come_from_wasmhttp_variables() {
 }
 
 fn fails_with(args: &[&str], env: &[(&str, &str)], expected: &[&str]) {
-    let output = wasmhttp().args(args).envs(env.iter().copied()).output().unwrap();
+    let output = wasmhttp()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     assert!(!output.status.success(), "{args:?} succeeded");
     let stderr = String::from_utf8_lossy(&output.stderr);
     for text in expected {
-        assert!(stderr.contains(text), "{args:?}: {text:?} not in:\n{stderr}");
+        assert!(
+            stderr.contains(text),
+            "{args:?}: {text:?} not in:\n{stderr}"
+        );
     }
 }
 
@@ -203,14 +257,58 @@ fn unrunnable_input_and_bad_settings_are_explained() {
     let hello = fixture(&dir, "hello");
     let text = dir.0.join("notes.wasm");
     std::fs::write(&text, "plain text\n").unwrap();
-    fails_with(&["serve", core.to_str().unwrap()], &[], &["core WebAssembly module", "wasi:http/incoming-handler"]);
-    fails_with(&["serve", other.to_str().unwrap()], &[], &["wasmhttp:fixtures/unrelated"]);
-    fails_with(&["serve", text.to_str().unwrap()], &[], &["not WebAssembly", "plain text"]);
-    fails_with(&["serve", "/no/such/file.wasm"], &[], &["/no/such/file.wasm"]);
-    fails_with(&["serve", hello.to_str().unwrap()], &[("WASMHTTP_LISTEN", "nowhere")], &["WASMHTTP_LISTEN", "\"nowhere\""]);
-    fails_with(&["serve", hello.to_str().unwrap()], &[("WASMHTTP_LISTNE", ":1")], &["WASMHTTP_LISTNE", "WASMHTTP_LISTEN"]);
-    fails_with(&["serve", hello.to_str().unwrap(), "--env", "WASMHTTP_LISTEN=:1"], &[], &["settings, not guest variables"]);
-    fails_with(&["image", core.to_str().unwrap(), "--name", "x", "-o", "/dev/null"], &[], &["core WebAssembly module"]);
+    fails_with(
+        &["serve", core.to_str().unwrap()],
+        &[],
+        &["core WebAssembly module", "wasi:http/incoming-handler"],
+    );
+    fails_with(
+        &["serve", other.to_str().unwrap()],
+        &[],
+        &["wasmhttp:fixtures/unrelated"],
+    );
+    fails_with(
+        &["serve", text.to_str().unwrap()],
+        &[],
+        &["not WebAssembly", "plain text"],
+    );
+    fails_with(
+        &["serve", "/no/such/file.wasm"],
+        &[],
+        &["/no/such/file.wasm"],
+    );
+    fails_with(
+        &["serve", hello.to_str().unwrap()],
+        &[("WASMHTTP_LISTEN", "nowhere")],
+        &["WASMHTTP_LISTEN", "\"nowhere\""],
+    );
+    fails_with(
+        &["serve", hello.to_str().unwrap()],
+        &[("WASMHTTP_LISTNE", ":1")],
+        &["WASMHTTP_LISTNE", "WASMHTTP_LISTEN"],
+    );
+    fails_with(
+        &[
+            "serve",
+            hello.to_str().unwrap(),
+            "--env",
+            "WASMHTTP_LISTEN=:1",
+        ],
+        &[],
+        &["settings, not guest variables"],
+    );
+    fails_with(
+        &[
+            "image",
+            core.to_str().unwrap(),
+            "--name",
+            "x",
+            "-o",
+            "/dev/null",
+        ],
+        &[],
+        &["core WebAssembly module"],
+    );
 }
 
 #[test]
@@ -219,15 +317,29 @@ fn a_busy_port_is_named() {
     let hello = fixture(&dir, "hello");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    fails_with(&["serve", hello.to_str().unwrap(), "--listen", &addr], &[], &["cannot listen on", &addr]);
+    fails_with(
+        &["serve", hello.to_str().unwrap(), "--listen", &addr],
+        &[],
+        &["cannot listen on", &addr],
+    );
 }
 
 #[test]
 fn commands_exit_with_their_code() {
     let dir = temp_dir("command");
     for (name, code) in [("command", 0), ("command-fails", 1)] {
-        let output = wasmhttp().arg("serve").arg(fixture(&dir, name)).args(["--", "--flag"]).output().unwrap();
-        assert_eq!(output.status.code(), Some(code), "{}", String::from_utf8_lossy(&output.stderr));
+        let output = wasmhttp()
+            .arg("serve")
+            .arg(fixture(&dir, name))
+            .args(["--", "--flag"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.contains("command fixture: arg --flag"), "{stdout}");
     }

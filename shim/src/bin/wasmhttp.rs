@@ -15,7 +15,11 @@ use wasmhttp::runner::{self, ComponentCode, Prepared};
 use wasmhttp::{image, world};
 
 #[derive(Parser)]
-#[command(name = "wasmhttp", version, about = "Serve wasi:http components, locally or as containerd containers")]
+#[command(
+    name = "wasmhttp",
+    version,
+    about = "Serve wasi:http components, locally or as containerd containers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,10 +70,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Serve { component, listen, env, args } => serve(component, listen, env, args),
-        Command::Image { component, name, output } => {
+        Command::Serve {
+            component,
+            listen,
+            env,
+            args,
+        } => serve(component, listen, env, args),
+        Command::Image {
+            component,
+            name,
+            output,
+        } => {
             let wasm = read(&component)?;
-            let file = std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?;
+            let file = std::fs::File::create(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
             let summary = image::write_image(&wasm, &name, std::io::BufWriter::new(file))?;
             eprintln!(
                 "wasmhttp: wrote {} ({}, {}) to {}",
@@ -83,26 +97,42 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn serve(component: PathBuf, listen: Option<String>, guest_env: Vec<String>, guest_args: Vec<String>) -> Result<i32> {
+fn serve(
+    component: PathBuf,
+    listen: Option<String>,
+    guest_env: Vec<String>,
+    guest_args: Vec<String>,
+) -> Result<i32> {
     // The shim's settings come from this process's WASMHTTP_* variables; the
     // guest gets the --env list, like a container's env, and never the host's.
-    let mut entries: Vec<String> =
-        std::env::vars().filter(|(name, _)| name.starts_with(PREFIX)).map(|(n, v)| format!("{n}={v}")).collect();
+    let mut entries: Vec<String> = std::env::vars()
+        .filter(|(name, _)| name.starts_with(PREFIX))
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
     if let Some(listen) = listen {
         entries.push(format!("WASMHTTP_LISTEN={listen}"));
     }
     for entry in &guest_env {
-        anyhow::ensure!(!entry.starts_with(PREFIX), "--env {entry}: {PREFIX}* variables are settings, not guest variables; export them instead");
+        anyhow::ensure!(
+            !entry.starts_with(PREFIX),
+            "--env {entry}: {PREFIX}* variables are settings, not guest variables; export them instead"
+        );
         anyhow::ensure!(entry.contains('='), "--env {entry}: expected NAME=VALUE");
     }
     entries.extend(guest_env);
     let env = Environment::from_entries(&entries)?;
 
     let wasm = read(&component)?;
-    let world = world::detect(&wasm).with_context(|| format!("{} is not runnable", component.display()))?;
+    let world =
+        world::detect(&wasm).with_context(|| format!("{} is not runnable", component.display()))?;
     let mut args = vec![component.display().to_string()];
     args.extend(guest_args);
-    let prepared = Prepared { world, code: ComponentCode::Wasm(wasm), env, args };
+    let prepared = Prepared {
+        world,
+        code: ComponentCode::Wasm(wasm),
+        env,
+        args,
+    };
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(runner::run(prepared))

@@ -17,9 +17,15 @@ pub struct PrivateContainerd {
 
 impl PrivateContainerd {
     pub fn start() -> Self {
-        assert!(nix_is_root(), "the containerd suite drives a real containerd and must run as root");
         assert!(
-            Command::new("containerd").arg("--version").output().is_ok_and(|o| o.status.success()),
+            nix_is_root(),
+            "the containerd suite drives a real containerd and must run as root"
+        );
+        assert!(
+            Command::new("containerd")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success()),
             "containerd is not installed: run `make setup` (Debian package containerd)"
         );
         let dir = std::env::temp_dir().join(format!("wasmhttp-containerd-{}", std::process::id()));
@@ -28,14 +34,21 @@ impl PrivateContainerd {
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(dir.join("cni")).unwrap();
         // containerd finds `containerd-shim-wasmhttp-v1` for io.containerd.wasmhttp.v1 on its PATH.
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_containerd-shim-wasmhttp-v1"), bin.join("containerd-shim-wasmhttp-v1"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_containerd-shim-wasmhttp-v1"),
+            bin.join("containerd-shim-wasmhttp-v1"),
+        )
+        .unwrap();
         let config = CONFIG_TEMPLATE
             .replace("@DIR@", dir.to_str().unwrap())
             .replace("@SANDBOX_IMAGE@", "docker.io/wasmhttp/pause:local");
         std::fs::write(dir.join("config.toml"), config).unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let daemon = Command::new("containerd")
             .arg("--config")
             .arg(dir.join("config.toml"))
@@ -47,7 +60,11 @@ impl PrivateContainerd {
         let containerd = Self { dir, daemon };
         let deadline = Instant::now() + Duration::from_secs(15);
         while !containerd.ctr(&["version"]).status.success() {
-            assert!(Instant::now() < deadline, "containerd did not come up:\n{}", containerd.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up:\n{}",
+                containerd.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         containerd
@@ -59,12 +76,23 @@ impl PrivateContainerd {
 
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
-        log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        log.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn ctr_command(&self) -> Command {
         let mut command = Command::new("ctr");
-        command.arg("--address").arg(self.socket()).arg("--namespace").arg(NAMESPACE);
+        command
+            .arg("--address")
+            .arg(self.socket())
+            .arg("--namespace")
+            .arg(NAMESPACE);
         command
     }
 
@@ -87,11 +115,20 @@ impl PrivateContainerd {
     /// `ctr run --rm --net-host --runtime io.containerd.wasmhttp.v1 …` in the
     /// foreground, as a child process: its exit code is the task's, and its
     /// stdout/stderr are the container's.
-    pub fn run(&self, id: &str, image: &str, env: &[(&str, &str)], extra_flags: &[&str], args: &[&str]) -> Task {
+    pub fn run(
+        &self,
+        id: &str,
+        image: &str,
+        env: &[(&str, &str)],
+        extra_flags: &[&str],
+        args: &[&str],
+    ) -> Task {
         let stdout = self.dir.join(format!("{id}.stdout"));
         let stderr = self.dir.join(format!("{id}.stderr"));
         let mut command = self.ctr_command();
-        command.args(["run", "--rm", "--net-host", "--runtime", RUNTIME]).args(extra_flags);
+        command
+            .args(["run", "--rm", "--net-host", "--runtime", RUNTIME])
+            .args(extra_flags);
         for (name, value) in env {
             command.arg("--env").arg(format!("{name}={value}"));
         }
@@ -102,7 +139,12 @@ impl PrivateContainerd {
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .expect("running ctr run");
-        Task { id: id.to_string(), child: Some(child), stdout, stderr }
+        Task {
+            id: id.to_string(),
+            child: Some(child),
+            stdout,
+            stderr,
+        }
     }
 
     /// Shim processes of this containerd (for container `id`, or all): pid and command line.
@@ -110,7 +152,9 @@ impl PrivateContainerd {
         let socket = self.socket().display().to_string();
         processes()
             .into_iter()
-            .filter(|(_, cmdline)| cmdline.contains("containerd-shim-wasmhttp-v1") && cmdline.contains(&socket))
+            .filter(|(_, cmdline)| {
+                cmdline.contains("containerd-shim-wasmhttp-v1") && cmdline.contains(&socket)
+            })
             .filter(|(_, cmdline)| id.is_none_or(|id| cmdline.contains(&format!("-id {id} "))))
             .collect()
     }
@@ -148,15 +192,27 @@ impl PrivateContainerd {
     /// Tears everything down. Returns the shims that were still running when
     /// it began: after every case has cleaned up, any of those is a leak.
     pub fn stop(mut self) -> Vec<String> {
-        let leftovers: Vec<String> = self.shim_processes(None).into_iter().map(|(_, cmdline)| cmdline).collect();
-        for line in self.ctr(&["tasks", "list", "--quiet"]).stdout.split(|b| *b == b'\n') {
+        let leftovers: Vec<String> = self
+            .shim_processes(None)
+            .into_iter()
+            .map(|(_, cmdline)| cmdline)
+            .collect();
+        for line in self
+            .ctr(&["tasks", "list", "--quiet"])
+            .stdout
+            .split(|b| *b == b'\n')
+        {
             let id = String::from_utf8_lossy(line).trim().to_string();
             if !id.is_empty() {
                 let _ = self.ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]);
                 let _ = self.ctr(&["tasks", "delete", "--force", &id]);
             }
         }
-        for line in self.ctr(&["containers", "list", "--quiet"]).stdout.split(|b| *b == b'\n') {
+        for line in self
+            .ctr(&["containers", "list", "--quiet"])
+            .stdout
+            .split(|b| *b == b'\n')
+        {
             let id = String::from_utf8_lossy(line).trim().to_string();
             if !id.is_empty() {
                 let _ = self.ctr(&["containers", "delete", &id]);
@@ -165,7 +221,9 @@ impl PrivateContainerd {
         for (pid, _) in self.shim_processes(None) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
-        let _ = Command::new("kill").arg(self.daemon.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.daemon.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -184,7 +242,9 @@ impl PrivateContainerd {
 fn processes() -> Vec<(u32, String)> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if !cmdline.is_empty() {
             all.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
@@ -255,7 +315,9 @@ impl Task {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 }
 

@@ -15,8 +15,8 @@ use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClien
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest, KillRequest,
-    StartRequest, WaitRequest,
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, KillRequest, StartRequest, WaitRequest,
 };
 use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
@@ -35,15 +35,28 @@ pub struct UnpackLess {
 
 impl UnpackLess {
     /// Creates and starts container `id` from `image` with host networking.
-    pub fn start(containerd: &PrivateContainerd, id: &str, image: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub fn start(
+        containerd: &PrivateContainerd,
+        id: &str,
+        image: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let stdout = containerd.dir.join(format!("{id}.stdout"));
         let stderr = containerd.dir.join(format!("{id}.stderr"));
         std::fs::write(&stdout, b"").unwrap();
         std::fs::write(&stderr, b"").unwrap();
         let spec = default_spec(containerd, args, env);
-        let this = Self { id: id.to_string(), stdout, stderr, socket: containerd.socket() };
+        let this = Self {
+            id: id.to_string(),
+            stdout,
+            stderr,
+            socket: containerd.socket(),
+        };
         this.block_on(async {
-            let channel = containerd_client::connect(&this.socket).await.expect("connecting to containerd");
+            let channel = containerd_client::connect(&this.socket)
+                .await
+                .expect("connecting to containerd");
             let prepare = PrepareSnapshotRequest {
                 snapshotter: SNAPSHOTTER.into(),
                 key: id.into(),
@@ -59,7 +72,10 @@ impl UnpackLess {
             let container = Container {
                 id: id.into(),
                 image: image.into(),
-                runtime: Some(Runtime { name: RUNTIME.into(), options: None }),
+                runtime: Some(Runtime {
+                    name: RUNTIME.into(),
+                    options: None,
+                }),
                 spec: Some(prost_types::Any {
                     type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
                     value: serde_json::to_vec(&spec).unwrap(),
@@ -69,7 +85,12 @@ impl UnpackLess {
                 ..Default::default()
             };
             ContainersClient::new(channel.clone())
-                .create(with_namespace!(CreateContainerRequest { container: Some(container) }, NAMESPACE))
+                .create(with_namespace!(
+                    CreateContainerRequest {
+                        container: Some(container)
+                    },
+                    NAMESPACE
+                ))
                 .await
                 .expect("creating the container");
             let task = CreateTaskRequest {
@@ -79,7 +100,9 @@ impl UnpackLess {
                 stderr: this.stderr.display().to_string(),
                 ..Default::default()
             };
-            let created = TasksClient::new(channel.clone()).create(with_namespace!(task, NAMESPACE)).await;
+            let created = TasksClient::new(channel.clone())
+                .create(with_namespace!(task, NAMESPACE))
+                .await;
             if let Err(status) = created {
                 panic!(
                     "creating the task failed: {}\ncontainer stderr:\n{}",
@@ -88,7 +111,13 @@ impl UnpackLess {
                 );
             }
             TasksClient::new(channel)
-                .start(with_namespace!(StartRequest { container_id: id.into(), exec_id: String::new() }, NAMESPACE))
+                .start(with_namespace!(
+                    StartRequest {
+                        container_id: id.into(),
+                        exec_id: String::new()
+                    },
+                    NAMESPACE
+                ))
                 .await
                 .expect("starting the task");
         });
@@ -100,25 +129,55 @@ impl UnpackLess {
         self.block_on(async {
             let channel = containerd_client::connect(&self.socket).await.unwrap();
             let mut tasks = TasksClient::new(channel.clone());
-            let wait = tasks.wait(with_namespace!(WaitRequest { container_id: self.id.clone(), exec_id: String::new() }, NAMESPACE));
-            let kill = KillRequest { container_id: self.id.clone(), exec_id: String::new(), signal: 15, all: false };
+            let wait = tasks.wait(with_namespace!(
+                WaitRequest {
+                    container_id: self.id.clone(),
+                    exec_id: String::new()
+                },
+                NAMESPACE
+            ));
+            let kill = KillRequest {
+                container_id: self.id.clone(),
+                exec_id: String::new(),
+                signal: 15,
+                all: false,
+            };
             let mut killer = TasksClient::new(channel.clone());
             let (status, _) = tokio::join!(wait, async {
                 // give the wait call a moment to register before the signal
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 killer.kill(with_namespace!(kill, NAMESPACE)).await
             });
-            let code = status.expect("waiting for the task").into_inner().exit_status;
+            let code = status
+                .expect("waiting for the task")
+                .into_inner()
+                .exit_status;
             tasks
-                .delete(with_namespace!(DeleteTaskRequest { container_id: self.id.clone() }, NAMESPACE))
+                .delete(with_namespace!(
+                    DeleteTaskRequest {
+                        container_id: self.id.clone()
+                    },
+                    NAMESPACE
+                ))
                 .await
                 .expect("deleting the task");
             ContainersClient::new(channel.clone())
-                .delete(with_namespace!(DeleteContainerRequest { id: self.id.clone() }, NAMESPACE))
+                .delete(with_namespace!(
+                    DeleteContainerRequest {
+                        id: self.id.clone()
+                    },
+                    NAMESPACE
+                ))
                 .await
                 .expect("deleting the container");
             SnapshotsClient::new(channel)
-                .remove(with_namespace!(RemoveSnapshotRequest { snapshotter: SNAPSHOTTER.into(), key: self.id.clone() }, NAMESPACE))
+                .remove(with_namespace!(
+                    RemoveSnapshotRequest {
+                        snapshotter: SNAPSHOTTER.into(),
+                        key: self.id.clone()
+                    },
+                    NAMESPACE
+                ))
                 .await
                 .expect("removing the snapshot");
             code
@@ -134,16 +193,25 @@ impl UnpackLess {
     }
 
     fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
     }
 }
 
 /// ctr's default OCI spec, with our process and the host's network namespace.
-fn default_spec(containerd: &PrivateContainerd, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+fn default_spec(
+    containerd: &PrivateContainerd,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Value {
     let spec = containerd.ctr_ok(&["oci", "spec"]);
     let mut spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
     spec["process"]["args"] = serde_json::json!(args);
-    let mut vars = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut vars =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
     vars.extend(env.iter().map(|(n, v)| format!("{n}={v}")));
     spec["process"]["env"] = serde_json::json!(vars);
     spec["root"]["path"] = "rootfs".into();

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder,
-    RootFsBuilder,
+    Arch, ConfigBuilder, ImageConfigurationBuilder, ImageManifestBuilder, MediaType, Os,
+    PlatformBuilder, RootFsBuilder,
 };
 use wasmhttp::image::{OciArchive, gzip, single_file_tar};
 use wasmhttp::precompile::sha256_hex;
@@ -32,7 +32,11 @@ pub fn wasmhttp_image(dir: &Path, component: &Path, reference: &str) -> PathBuf 
         .arg(&out)
         .output()
         .unwrap();
-    assert!(output.status.success(), "wasmhttp image failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "wasmhttp image failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     out
 }
 
@@ -41,13 +45,24 @@ pub fn wasmhttp_image(dir: &Path, component: &Path, reference: &str) -> PathBuf 
 pub fn runwasi_image(dir: &Path, component: &Path, name: &str, reference: &str) -> PathBuf {
     use oci_spec_06::image as spec06;
     let mut builder = oci_tar_builder::Builder::default();
-    builder.add_layer_with_media_type(&component.to_path_buf(), oci_tar_builder::WASM_LAYER_MEDIA_TYPE.to_string());
-    let config = spec06::ConfigBuilder::default().entrypoint(vec![format!("{name}.wasm")]).build().unwrap();
+    builder.add_layer_with_media_type(
+        &component.to_path_buf(),
+        oci_tar_builder::WASM_LAYER_MEDIA_TYPE.to_string(),
+    );
+    let config = spec06::ConfigBuilder::default()
+        .entrypoint(vec![format!("{name}.wasm")])
+        .build()
+        .unwrap();
     let image = spec06::ImageConfigurationBuilder::default()
         .config(config)
         .os("wasip1")
         .architecture(spec06::Arch::Wasm)
-        .rootfs(spec06::RootFsBuilder::default().diff_ids(vec![]).build().unwrap())
+        .rootfs(
+            spec06::RootFsBuilder::default()
+                .diff_ids(vec![])
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     builder.add_config(image, reference.to_string());
@@ -66,7 +81,13 @@ pub enum Platform {
 }
 
 /// A one-layer rootfs image with `content` at `path`, which is also its command.
-pub fn rootfs_image(dir: &Path, content: &[u8], path: &str, reference: &str, platform: Platform) -> PathBuf {
+pub fn rootfs_image(
+    dir: &Path,
+    content: &[u8],
+    path: &str,
+    reference: &str,
+    platform: Platform,
+) -> PathBuf {
     let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
     let mut archive = OciArchive::new(std::fs::File::create(&out).unwrap());
     let tar = single_file_tar(path, content).unwrap();
@@ -84,13 +105,34 @@ pub fn rootfs_image(dir: &Path, content: &[u8], path: &str, reference: &str, pla
     let config = ImageConfigurationBuilder::default()
         .architecture(arch.clone())
         .os(os.clone())
-        .config(ConfigBuilder::default().cmd(vec![path.to_string()]).build().unwrap())
-        .rootfs(RootFsBuilder::default().typ("layers").diff_ids(vec![format!("sha256:{}", sha256_hex(&tar))]).build().unwrap())
+        .config(
+            ConfigBuilder::default()
+                .cmd(vec![path.to_string()])
+                .build()
+                .unwrap(),
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![format!("sha256:{}", sha256_hex(&tar))])
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
-    let config_type = if docker { MediaType::Other("application/vnd.docker.container.image.v1+json".into()) } else { MediaType::ImageConfig };
-    let config = archive.add_blob(config_type, &serde_json::to_vec(&config).unwrap()).unwrap();
-    let manifest_type = if docker { MediaType::Other("application/vnd.docker.distribution.manifest.v2+json".into()) } else { MediaType::ImageManifest };
+    let config_type = if docker {
+        MediaType::Other("application/vnd.docker.container.image.v1+json".into())
+    } else {
+        MediaType::ImageConfig
+    };
+    let config = archive
+        .add_blob(config_type, &serde_json::to_vec(&config).unwrap())
+        .unwrap();
+    let manifest_type = if docker {
+        MediaType::Other("application/vnd.docker.distribution.manifest.v2+json".into())
+    } else {
+        MediaType::ImageManifest
+    };
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(manifest_type.clone())
@@ -98,10 +140,20 @@ pub fn rootfs_image(dir: &Path, content: &[u8], path: &str, reference: &str, pla
         .layers(vec![layer.clone()])
         .build()
         .unwrap();
-    let mut manifest = archive.add_blob(manifest_type, &serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let mut manifest = archive
+        .add_blob(manifest_type, &serde_json::to_vec(&manifest).unwrap())
+        .unwrap();
     if docker {
-        manifest.set_platform(Some(PlatformBuilder::default().os(os).architecture(arch).build().unwrap()));
+        manifest.set_platform(Some(
+            PlatformBuilder::default()
+                .os(os)
+                .architecture(arch)
+                .build()
+                .unwrap(),
+        ));
     }
-    archive.finish(reference, manifest, &config, &[layer]).unwrap();
+    archive
+        .finish(reference, manifest, &config, &[layer])
+        .unwrap();
     out
 }
