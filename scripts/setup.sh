@@ -8,7 +8,7 @@ packages=(
   # the build: runwasi's libcontainer (seccomp, systemd cgroups, dbus) and protobuf
   protobuf-compiler libseccomp-dev pkg-config libsystemd-dev libdbus-1-dev build-essential
   # the runtime we plug into, and what the tests and demo use around it
-  containerd runc containernetworking-plugins iproute2 curl
+  containerd runc containernetworking-plugins iproute2 curl busybox-static
   # guest toolchains
   nodejs npm python3-venv
 )

@@ -43,6 +43,29 @@ impl PrivateContainerd {
             .replace("@DIR@", dir.to_str().unwrap())
             .replace("@SANDBOX_IMAGE@", "docker.io/wasmhttp/pause:local");
         std::fs::write(dir.join("config.toml"), config).unwrap();
+        // Pods get their own network namespace with one address on a private
+        // bridge that this suite creates and deletes; tests only ever reach a
+        // pod by entering its namespace and connecting to 127.0.0.1.
+        let conflist = serde_json::json!({
+            "cniVersion": "0.4.0",
+            "name": "wasmhttp-test",
+            "plugins": [{
+                "type": "bridge",
+                "bridge": bridge_name(),
+                "isGateway": false,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": "10.213.77.0/24" }]],
+                    "dataDir": dir.join("cni-ipam"),
+                },
+            }],
+        });
+        std::fs::write(
+            dir.join("cni/10-wasmhttp-test.conflist"),
+            conflist.to_string(),
+        )
+        .unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
         let path = format!(
             "{}:{}",
@@ -87,12 +110,17 @@ impl PrivateContainerd {
     }
 
     pub fn ctr_command(&self) -> Command {
+        self.ctr_command_in(NAMESPACE)
+    }
+
+    /// ctr in another containerd namespace (`k8s.io` is CRI's).
+    pub fn ctr_command_in(&self, namespace: &str) -> Command {
         let mut command = Command::new("ctr");
         command
             .arg("--address")
             .arg(self.socket())
             .arg("--namespace")
-            .arg(NAMESPACE);
+            .arg(namespace);
         command
     }
 
@@ -170,6 +198,28 @@ impl PrivateContainerd {
             .collect()
     }
 
+    /// Waits until nothing of container or sandbox `id` is running or mounted (any namespace).
+    pub fn assert_no_shim_or_mount_of(&self, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let shims = self.shim_processes(Some(id));
+            let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(id))
+                .map(str::to_string)
+                .collect();
+            if shims.is_empty() && mounts.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} left things behind: shims {shims:?}, mounts {mounts:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until container `id` has no shim process and no mount left.
     pub fn assert_cleaned_up(&self, id: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -231,6 +281,10 @@ impl PrivateContainerd {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
         unmount_below(&self.dir);
+        let _ = Command::new("ip")
+            .args(["link", "delete", &bridge_name()])
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
         // runwasi keeps its per-namespace container state here.
         let _ = std::fs::remove_dir(Path::new("/run/containerd/wasmhttp").join(NAMESPACE));
@@ -239,6 +293,11 @@ impl PrivateContainerd {
 }
 
 /// Every process's pid and command line (arguments joined by spaces, with a trailing space).
+/// The CNI bridge of this test process (interface names have at most 15 bytes).
+pub fn bridge_name() -> String {
+    format!("whtest{}", std::process::id() % 100_000)
+}
+
 fn processes() -> Vec<(u32, String)> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

@@ -157,3 +157,69 @@ pub fn rootfs_image(
         .unwrap();
     out
 }
+
+/// The pod sandbox ("pause") image, built here from Debian's busybox-static
+/// because no registry is reachable: it only has to sit in the pod's
+/// namespaces until it is killed.
+pub fn pause_image(dir: &Path, reference: &str) -> PathBuf {
+    let busybox =
+        std::fs::read("/bin/busybox").expect("busybox-static is installed by `make setup`");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(busybox.len() as u64);
+    header.set_mode(0o755);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    let tar = tar.into_inner().unwrap();
+    let out = dir.join("pause.tar");
+    let mut archive = OciArchive::new(std::fs::File::create(&out).unwrap());
+    let layer = archive
+        .add_blob(MediaType::ImageLayerGzip, &gzip(&tar).unwrap())
+        .unwrap();
+    let config = ImageConfigurationBuilder::default()
+        .architecture(Arch::Amd64)
+        .os(Os::Linux)
+        .config(
+            ConfigBuilder::default()
+                .entrypoint(vec![
+                    "/bin/busybox".into(),
+                    "sleep".into(),
+                    "2147483647".into(),
+                ])
+                .build()
+                .unwrap(),
+        )
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![format!("sha256:{}", sha256_hex(&tar))])
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let config = archive
+        .add_blob(
+            MediaType::ImageConfig,
+            &serde_json::to_vec(&config).unwrap(),
+        )
+        .unwrap();
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config.clone())
+        .layers(vec![layer.clone()])
+        .build()
+        .unwrap();
+    let manifest = archive
+        .add_blob(
+            MediaType::ImageManifest,
+            &serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+    archive
+        .finish(reference, manifest, &config, &[layer])
+        .unwrap();
+    out
+}
