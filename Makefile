@@ -21,7 +21,9 @@ demo: examples
 	@scripts/demo.sh
 
 test: examples
-	@echo "test: unit tests, wasmhttp serve, and the shim under a private containerd"
+	@echo "test: Kubernetes manifests against the Kubernetes API schemas (offline)"
+	build/tools/venv/bin/kubernetes-validate --strict --quiet deploy/*.yaml examples/*/k8s.yaml
+	@echo "test: unit tests, wasmhttp serve, the shim under a private containerd, and CRI"
 	$(CARGO) test --locked --workspace
 
 clean:

@@ -29,10 +29,11 @@ fi
 command -v cargo >/dev/null || { echo "setup: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 
 venv=build/tools/venv
-if ! "$venv/bin/componentize-py" --version >/dev/null 2>&1 || ! cmp -s examples/hello-py/requirements.txt "$venv/requirements.txt"; then
-  echo "setup: installing componentize-py into $venv"
+requirements=(examples/hello-py/requirements.txt tests/requirements.txt)
+if ! cat "${requirements[@]}" | cmp -s - "$venv/requirements.txt"; then
+  echo "setup: installing Python tools (componentize-py, kubernetes-validate) into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r examples/hello-py/requirements.txt
-  cp examples/hello-py/requirements.txt "$venv/requirements.txt"
+  for r in "${requirements[@]}"; do "$venv/bin/pip" install -q --disable-pip-version-check -r "$r"; done
+  cat "${requirements[@]}" > "$venv/requirements.txt"
 fi
 echo "setup: ok"
