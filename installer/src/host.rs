@@ -1,0 +1,236 @@
+//! The node's filesystem as the installer sees it: the host's root is mounted
+//! at `root` (a DaemonSet's hostPath), and every path below is relative to it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::containerd_config;
+
+pub const SHIM_NAME: &str = "containerd-shim-wasmhttp-v1";
+/// Where the shim lives on the host, and the link containerd finds on its PATH.
+pub const SHIM_DIR: &str = "opt/wasmhttp/bin";
+pub const SHIM_LINK_DIR: &str = "usr/local/bin";
+
+/// How containerd is run on this node, which decides where its config is and
+/// how it is restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// A containerd of its own, configured by `/etc/containerd/config.toml`.
+    Containerd,
+    /// k3s (and k3d nodes): containerd config generated from a template.
+    K3s,
+    /// rke2: like k3s, under its own directory.
+    Rke2,
+}
+
+impl Flavour {
+    pub fn detect(root: &Path) -> Flavour {
+        if root
+            .join("var/lib/rancher/k3s/agent/etc/containerd/config.toml")
+            .exists()
+        {
+            Flavour::K3s
+        } else if root
+            .join("var/lib/rancher/rke2/agent/etc/containerd/config.toml")
+            .exists()
+        {
+            Flavour::Rke2
+        } else {
+            Flavour::Containerd
+        }
+    }
+
+    fn config_dir(self) -> &'static str {
+        match self {
+            Flavour::Containerd => "etc/containerd",
+            Flavour::K3s => "var/lib/rancher/k3s/agent/etc/containerd",
+            Flavour::Rke2 => "var/lib/rancher/rke2/agent/etc/containerd",
+        }
+    }
+
+    /// systemd units that run containerd, in the order they are tried.
+    fn units(self) -> &'static [&'static str] {
+        match self {
+            Flavour::Containerd => &["containerd"],
+            Flavour::K3s => &["k3s", "k3s-agent"],
+            Flavour::Rke2 => &["rke2-server", "rke2-agent"],
+        }
+    }
+}
+
+/// What an install or uninstall did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub changed_files: Vec<PathBuf>,
+}
+
+impl Report {
+    pub fn changed(&self) -> bool {
+        !self.changed_files.is_empty()
+    }
+}
+
+/// Copies the shim and registers the runtime; touches nothing that is already right.
+pub fn install(root: &Path, shim: &Path) -> Result<Report> {
+    let mut report = Report::default();
+    let binary =
+        std::fs::read(shim).with_context(|| format!("reading the shim at {}", shim.display()))?;
+    let target = root.join(SHIM_DIR).join(SHIM_NAME);
+    if std::fs::read(&target).ok().as_deref() != Some(binary.as_slice()) {
+        write_atomically(&target, &binary, 0o755)?;
+        report.changed_files.push(target.clone());
+    }
+    let link = root.join(SHIM_LINK_DIR).join(SHIM_NAME);
+    let link_target = Path::new("/").join(SHIM_DIR).join(SHIM_NAME);
+    if std::fs::read_link(&link).ok().as_deref() != Some(link_target.as_path()) {
+        std::fs::create_dir_all(link.parent().unwrap())?;
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&link_target, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+        report.changed_files.push(link);
+    }
+
+    let flavour = Flavour::detect(root);
+    let dir = root.join(flavour.config_dir());
+    match flavour {
+        Flavour::Containerd => {
+            let path = dir.join("config.toml");
+            let current = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                // containerd runs on defaults; a version 2 file that only adds us keeps them.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "version = 2\n".to_string(),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            let updated = containerd_config::add_runtime(&current)
+                .with_context(|| format!("in {}", path.display()))?;
+            if let Some(updated) = updated {
+                write_atomically(&path, updated.as_bytes(), 0o644)?;
+                report.changed_files.push(path);
+            }
+        }
+        Flavour::K3s | Flavour::Rke2 => {
+            let generated = std::fs::read_to_string(dir.join("config.toml"))?;
+            let version = generated_version(&generated)?;
+            let path = dir.join("config.toml.tmpl");
+            let existing = std::fs::read_to_string(&path).ok();
+            if let Some(updated) =
+                containerd_config::add_to_k3s_template(existing.as_deref(), version)?
+            {
+                write_atomically(&path, updated.as_bytes(), 0o644)?;
+                report.changed_files.push(path);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Reverses `install`: the runtime entry, the link and the shim.
+pub fn uninstall(root: &Path) -> Result<Report> {
+    let mut report = Report::default();
+    let flavour = Flavour::detect(root);
+    let dir = root.join(flavour.config_dir());
+    match flavour {
+        Flavour::Containerd => {
+            let path = dir.join("config.toml");
+            if let Ok(current) = std::fs::read_to_string(&path)
+                && let Some(updated) = containerd_config::remove_runtime(&current)?
+            {
+                write_atomically(&path, updated.as_bytes(), 0o644)?;
+                report.changed_files.push(path);
+            }
+        }
+        Flavour::K3s | Flavour::Rke2 => {
+            let path = dir.join("config.toml.tmpl");
+            if let Ok(current) = std::fs::read_to_string(&path)
+                && let Some(updated) = containerd_config::remove_from_k3s_template(&current)
+            {
+                // a template that only extended the base is ours entirely
+                if updated.trim() == "{{ template \"base\" . }}" {
+                    std::fs::remove_file(&path)?;
+                } else {
+                    write_atomically(&path, updated.as_bytes(), 0o644)?;
+                }
+                report.changed_files.push(path);
+            }
+        }
+    }
+    for path in [
+        root.join(SHIM_LINK_DIR).join(SHIM_NAME),
+        root.join(SHIM_DIR).join(SHIM_NAME),
+    ] {
+        if std::fs::symlink_metadata(&path).is_ok() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            report.changed_files.push(path);
+        }
+    }
+    Ok(report)
+}
+
+/// The `version` of a generated containerd config (k3s writes 2 or 3).
+fn generated_version(text: &str) -> Result<i64> {
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .context("the generated containerd config is not valid TOML")?;
+    doc.get("version")
+        .and_then(|v| v.as_integer())
+        .context("the generated containerd config has no version")
+}
+
+/// Restarts the node's containerd through the host's systemd (the pod shares
+/// the host's PID namespace, so PID 1 is the host's init).
+pub fn restart_containerd(root: &Path) -> Result<String> {
+    let flavour = Flavour::detect(root);
+    for unit in flavour.units() {
+        let active = host_systemctl(&["is-active", "--quiet", unit])?;
+        if active.success() {
+            let restarted = host_systemctl(&["restart", unit])?;
+            if !restarted.success() {
+                bail!("systemctl restart {unit} failed ({restarted})");
+            }
+            return Ok(unit.to_string());
+        }
+    }
+    bail!(
+        "none of the systemd units {:?} is active on this node; restart containerd by hand",
+        flavour.units()
+    )
+}
+
+fn host_systemctl(args: &[&str]) -> Result<std::process::ExitStatus> {
+    Command::new("nsenter")
+        .args([
+            "--target",
+            "1",
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--net",
+            "--pid",
+            "--",
+            "systemctl",
+        ])
+        .args(args)
+        .status()
+        .context(
+            "running systemctl in the host's namespaces (the pod needs hostPID and privileges)",
+        )
+}
+
+/// Writes through a temporary file and a rename, so containerd never reads a
+/// half-written config and a running shim binary is never overwritten in place.
+fn write_atomically(path: &Path, content: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().context("a path with a parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let temporary = dir.join(format!(
+        ".{}.wasmhttp-new",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&temporary, content)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
