@@ -8,12 +8,12 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::containerd::PrivateContainerd;
 use support::grpc::UnpackLess;
+use support::harness;
 use support::http::{self, Connection, free_port, wait_until_serving};
 use support::images::{self, Platform};
 
@@ -22,9 +22,7 @@ struct Suite {
     work: PathBuf,
 }
 
-type Case = fn(&Suite);
-
-const CASES: &[(&str, Case)] = &[
+const CASES: &[harness::Case<Suite>] = &[
     (
         "wasmhttp_image_serves_body_headers_env_and_args",
         wasmhttp_image_serves_body_headers_env_and_args,
@@ -72,52 +70,23 @@ const CASES: &[(&str, Case)] = &[
 ];
 
 fn main() {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let selected: Vec<_> = CASES
-        .iter()
-        .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
-    let work = std::env::temp_dir().join(format!("wasmhttp-suite-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
-    let suite = Suite {
-        containerd: PrivateContainerd::start(),
-        work: work.clone(),
-    };
-
-    let mut failed = Vec::new();
-    for (name, case) in &selected {
-        let started = Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| case(&suite)));
-        let took = started.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => println!("test {name} ... ok ({took:.1}s)"),
-            Err(_) => {
-                println!("test {name} ... FAILED ({took:.1}s)");
-                failed.push(*name);
+    harness::run(
+        CASES,
+        || {
+            let work = std::env::temp_dir().join(format!("wasmhttp-suite-{}", std::process::id()));
+            std::fs::create_dir_all(&work).unwrap();
+            Suite {
+                containerd: PrivateContainerd::start(),
+                work,
             }
-        }
-    }
-
-    let log = suite.containerd.log_tail();
-    // Every case cleans up after itself, so no shim may still be running here.
-    let containerd = suite.containerd;
-    let leftovers = containerd.stop();
-    let _ = std::fs::remove_dir_all(&work);
-    if !leftovers.is_empty() {
-        println!("shim processes still running after every case had cleaned up: {leftovers:?}");
-        failed.push("teardown");
-    }
-    if !failed.is_empty() {
-        println!("\nfailures: {failed:?}\n--- containerd log (tail)\n{log}");
-    }
-    let passed = selected.len() - failed.iter().filter(|f| **f != "teardown").count();
-    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out\n",
-        failed.len()
-    );
-    std::process::exit(if failed.is_empty() { 0 } else { 1 });
+        },
+        |suite| suite.containerd.log_tail(),
+        |suite| {
+            let leaks = suite.containerd.stop();
+            let _ = std::fs::remove_dir_all(&suite.work);
+            leaks
+        },
+    )
 }
 
 impl Suite {

@@ -8,13 +8,13 @@
 
 mod support;
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use support::containerd::PrivateContainerd;
+use support::harness;
 use support::http;
 use support::images;
 
@@ -29,62 +29,35 @@ struct Suite {
     rt: tokio::runtime::Runtime,
 }
 
-type Case = fn(&Suite);
-
-const CASES: &[(&str, Case)] = &[(
+const CASES: &[harness::Case<Suite>] = &[(
     "pod_serves_in_its_network_namespace_and_stops_cleanly",
     pod_serves_in_its_network_namespace_and_stops_cleanly,
 )];
 
 fn main() {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let selected: Vec<_> = CASES
-        .iter()
-        .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
-        .collect();
-    println!("\nrunning {} tests", selected.len());
-    let work = std::env::temp_dir().join(format!("wasmhttp-cri-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
-    let containerd = PrivateContainerd::start();
-    let suite = Suite {
-        containerd,
-        work: work.clone(),
-        rt: tokio::runtime::Runtime::new().unwrap(),
-    };
-    suite.import_k8s(&images::pause_image(&work, PAUSE_IMAGE));
-
-    let mut failed = Vec::new();
-    for (name, case) in &selected {
-        let started = Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| case(&suite)));
-        let took = started.elapsed().as_secs_f64();
-        if result.is_ok() {
-            println!("test {name} ... ok ({took:.1}s)");
-        } else {
-            println!("test {name} ... FAILED ({took:.1}s)");
-            failed.push(*name);
-        }
-    }
-    let log = suite.containerd.log_tail();
-    // A failed case may leave its pod: remove every sandbox the way the
-    // kubelet would, so its network namespace and mounts go too.
-    suite.remove_all_pods();
-    let leftovers = suite.containerd.stop();
-    let _ = std::fs::remove_dir_all(&work);
-    if !leftovers.is_empty() {
-        println!("shim processes still running after every case had cleaned up: {leftovers:?}");
-        failed.push("teardown");
-    }
-    if !failed.is_empty() {
-        println!("\nfailures: {failed:?}\n--- containerd log (tail)\n{log}");
-    }
-    let passed = selected.len() - failed.iter().filter(|f| **f != "teardown").count();
-    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out\n",
-        failed.len()
-    );
-    std::process::exit(if failed.is_empty() { 0 } else { 1 });
+    harness::run(
+        CASES,
+        || {
+            let work = std::env::temp_dir().join(format!("wasmhttp-cri-{}", std::process::id()));
+            std::fs::create_dir_all(&work).unwrap();
+            let suite = Suite {
+                containerd: PrivateContainerd::start(),
+                work,
+                rt: tokio::runtime::Runtime::new().unwrap(),
+            };
+            suite.import_k8s(&images::pause_image(&suite.work, PAUSE_IMAGE));
+            suite
+        },
+        |suite| suite.containerd.log_tail(),
+        |suite| {
+            // A failed case may leave its pod: remove every sandbox the way the
+            // kubelet would, so its network namespace and mounts go too.
+            suite.remove_all_pods();
+            let leaks = suite.containerd.stop();
+            let _ = std::fs::remove_dir_all(&suite.work);
+            leaks
+        },
+    )
 }
 
 impl Suite {

@@ -88,73 +88,13 @@ pub fn rootfs_image(
     reference: &str,
     platform: Platform,
 ) -> PathBuf {
-    let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
-    let mut archive = OciArchive::new(std::fs::File::create(&out).unwrap());
     let tar = single_file_tar(path, content).unwrap();
-    let docker = matches!(platform, Platform::WasiWasm);
-    let layer_type = if docker {
-        MediaType::Other("application/vnd.docker.image.rootfs.diff.tar.gzip".into())
-    } else {
-        MediaType::ImageLayerGzip
-    };
-    let layer = archive.add_blob(layer_type, &gzip(&tar).unwrap()).unwrap();
-    let (os, arch) = match platform {
-        Platform::WasiWasm => (Os::Other("wasi".into()), Arch::Wasm),
-        Platform::LinuxAmd64 => (Os::Linux, Arch::Amd64),
-    };
-    let config = ImageConfigurationBuilder::default()
-        .architecture(arch.clone())
-        .os(os.clone())
-        .config(
-            ConfigBuilder::default()
-                .cmd(vec![path.to_string()])
-                .build()
-                .unwrap(),
-        )
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(vec![format!("sha256:{}", sha256_hex(&tar))])
-                .build()
-                .unwrap(),
-        )
+    let process = ConfigBuilder::default()
+        .cmd(vec![path.to_string()])
         .build()
         .unwrap();
-    let config_type = if docker {
-        MediaType::Other("application/vnd.docker.container.image.v1+json".into())
-    } else {
-        MediaType::ImageConfig
-    };
-    let config = archive
-        .add_blob(config_type, &serde_json::to_vec(&config).unwrap())
-        .unwrap();
-    let manifest_type = if docker {
-        MediaType::Other("application/vnd.docker.distribution.manifest.v2+json".into())
-    } else {
-        MediaType::ImageManifest
-    };
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(manifest_type.clone())
-        .config(config.clone())
-        .layers(vec![layer.clone()])
-        .build()
-        .unwrap();
-    let mut manifest = archive
-        .add_blob(manifest_type, &serde_json::to_vec(&manifest).unwrap())
-        .unwrap();
-    if docker {
-        manifest.set_platform(Some(
-            PlatformBuilder::default()
-                .os(os)
-                .architecture(arch)
-                .build()
-                .unwrap(),
-        ));
-    }
-    archive
-        .finish(reference, manifest, &config, &[layer])
-        .unwrap();
+    let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
+    one_layer_image(&out, reference, &tar, platform, process);
     out
 }
 
@@ -172,54 +112,90 @@ pub fn pause_image(dir: &Path, reference: &str) -> PathBuf {
     tar.append_data(&mut header, "bin/busybox", busybox.as_slice())
         .unwrap();
     let tar = tar.into_inner().unwrap();
-    let out = dir.join("pause.tar");
-    let mut archive = OciArchive::new(std::fs::File::create(&out).unwrap());
-    let layer = archive
-        .add_blob(MediaType::ImageLayerGzip, &gzip(&tar).unwrap())
+    let process = ConfigBuilder::default()
+        .entrypoint(vec![
+            "/bin/busybox".into(),
+            "sleep".into(),
+            "2147483647".into(),
+        ])
+        .build()
         .unwrap();
+    let out = dir.join("pause.tar");
+    one_layer_image(&out, reference, &tar, Platform::LinuxAmd64, process);
+    out
+}
+
+/// Writes an image archive with one gzipped layer `tar` and the process `process`.
+fn one_layer_image(
+    out: &Path,
+    reference: &str,
+    tar: &[u8],
+    platform: Platform,
+    process: oci_spec::image::Config,
+) {
+    let docker = matches!(platform, Platform::WasiWasm);
+    let media_type = |docker_type: &str, oci: MediaType| {
+        if docker {
+            MediaType::Other(docker_type.into())
+        } else {
+            oci
+        }
+    };
+    let mut archive = OciArchive::new(std::fs::File::create(out).unwrap());
+    let layer_type = media_type(
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        MediaType::ImageLayerGzip,
+    );
+    let layer = archive.add_blob(layer_type, &gzip(tar).unwrap()).unwrap();
+    let (os, arch) = match platform {
+        Platform::WasiWasm => (Os::Other("wasi".into()), Arch::Wasm),
+        Platform::LinuxAmd64 => (Os::Linux, Arch::Amd64),
+    };
     let config = ImageConfigurationBuilder::default()
-        .architecture(Arch::Amd64)
-        .os(Os::Linux)
-        .config(
-            ConfigBuilder::default()
-                .entrypoint(vec![
-                    "/bin/busybox".into(),
-                    "sleep".into(),
-                    "2147483647".into(),
-                ])
-                .build()
-                .unwrap(),
-        )
+        .architecture(arch.clone())
+        .os(os.clone())
+        .config(process)
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(vec![format!("sha256:{}", sha256_hex(&tar))])
+                .diff_ids(vec![format!("sha256:{}", sha256_hex(tar))])
                 .build()
                 .unwrap(),
         )
         .build()
         .unwrap();
+    let config_type = media_type(
+        "application/vnd.docker.container.image.v1+json",
+        MediaType::ImageConfig,
+    );
     let config = archive
-        .add_blob(
-            MediaType::ImageConfig,
-            &serde_json::to_vec(&config).unwrap(),
-        )
+        .add_blob(config_type, &serde_json::to_vec(&config).unwrap())
         .unwrap();
+    let manifest_type = media_type(
+        "application/vnd.docker.distribution.manifest.v2+json",
+        MediaType::ImageManifest,
+    );
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
+        .media_type(manifest_type.clone())
         .config(config.clone())
         .layers(vec![layer.clone()])
         .build()
         .unwrap();
-    let manifest = archive
-        .add_blob(
-            MediaType::ImageManifest,
-            &serde_json::to_vec(&manifest).unwrap(),
-        )
+    let mut manifest = archive
+        .add_blob(manifest_type, &serde_json::to_vec(&manifest).unwrap())
         .unwrap();
+    if docker {
+        // buildx puts the platform in the index entry
+        manifest.set_platform(Some(
+            PlatformBuilder::default()
+                .os(os)
+                .architecture(arch)
+                .build()
+                .unwrap(),
+        ));
+    }
     archive
         .finish(reference, manifest, &config, &[layer])
         .unwrap();
-    out
 }

@@ -3,5 +3,6 @@
 
 pub mod containerd;
 pub mod grpc;
+pub mod harness;
 pub mod http;
 pub mod images;
