@@ -505,6 +505,11 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
                 output.contains("wasmhttp: cannot start this container"),
                 "{output}"
             );
+            // ctr's own error (containerd's answer to task creation) names it too
+            assert!(
+                output.contains(&format!("wasmhttp executor can't handle spec: ")),
+                "{output}"
+            );
             s.containerd.assert_cleaned_up(&id);
         }
     }

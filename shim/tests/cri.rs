@@ -8,9 +8,11 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use support::containerd::PrivateContainerd;
@@ -22,6 +24,7 @@ const PAUSE_IMAGE: &str = "docker.io/wasmhttp/pause:local";
 const HANDLER: &str = "wasmhttp";
 
 type Runtime = RuntimeServiceClient<tonic_cri::transport::Channel>;
+type Images = ImageServiceClient<tonic_cri::transport::Channel>;
 
 struct Suite {
     containerd: PrivateContainerd,
@@ -29,10 +32,37 @@ struct Suite {
     rt: tokio::runtime::Runtime,
 }
 
-const CASES: &[harness::Case<Suite>] = &[(
-    "pod_serves_in_its_network_namespace_and_stops_cleanly",
-    pod_serves_in_its_network_namespace_and_stops_cleanly,
-)];
+const CASES: &[harness::Case<Suite>] = &[
+    (
+        "images_imported_into_k8s_io_are_found_by_reference",
+        images_imported_into_k8s_io_are_found_by_reference,
+    ),
+    (
+        "pod_serves_in_its_network_namespace_and_stops_cleanly",
+        pod_serves_in_its_network_namespace_and_stops_cleanly,
+    ),
+    (
+        "two_wasm_containers_serve_one_pod_on_their_own_ports",
+        two_wasm_containers_serve_one_pod_on_their_own_ports,
+    ),
+    (
+        "wasm_container_and_native_sidecar_share_the_pod",
+        wasm_container_and_native_sidecar_share_the_pod,
+    ),
+    (
+        "container_stats_report_memory_and_cpu",
+        container_stats_report_memory_and_cpu,
+    ),
+    (
+        "invalid_component_fails_start_container_with_the_reason",
+        invalid_component_fails_start_container_with_the_reason,
+    ),
+    // last: it restarts the suite's containerd with a config of its own
+    (
+        "node_installer_registers_the_handler_with_a_running_containerd",
+        node_installer_registers_the_handler_with_a_running_containerd,
+    ),
+];
 
 fn main() {
     harness::run(
@@ -61,6 +91,7 @@ fn main() {
 }
 
 impl Suite {
+    /// What `ctr -n k8s.io images import` (or a node's image preloader) does.
     fn import_k8s(&self, tar: &Path) {
         let output = self
             .containerd
@@ -74,6 +105,12 @@ impl Suite {
             "import failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// Builds fixture `fixture` into a `wasmhttp image` and imports it as `reference`.
+    fn import_fixture(&self, fixture: &str, reference: &str) {
+        let wasm = images::fixture(&self.work, fixture);
+        self.import_k8s(&images::wasmhttp_image(&self.work, &wasm, reference));
     }
 
     fn remove_all_pods(&self) {
@@ -92,10 +129,10 @@ impl Suite {
         }
     }
 
-    fn cri(&self) -> Runtime {
+    fn channel(&self) -> tonic_cri::transport::Channel {
         let socket = self.containerd.socket();
         self.rt.block_on(async {
-            let channel = tonic_cri::transport::Endpoint::try_from("http://[::]:50051")
+            tonic_cri::transport::Endpoint::try_from("http://[::]:50051")
                 .unwrap()
                 .connect_with_connector(tower::service_fn(move |_| {
                     let socket = socket.clone();
@@ -106,9 +143,16 @@ impl Suite {
                     }
                 }))
                 .await
-                .expect("connecting to CRI");
-            RuntimeServiceClient::new(channel)
+                .expect("connecting to CRI")
         })
+    }
+
+    fn cri(&self) -> Runtime {
+        RuntimeServiceClient::new(self.channel())
+    }
+
+    fn images(&self) -> Images {
+        ImageServiceClient::new(self.channel())
     }
 
     fn call<T>(
@@ -119,61 +163,213 @@ impl Suite {
             .block_on(future)
             .map(tonic_cri::Response::into_inner)
     }
-}
 
-/// A pod as the kubelet would describe it.
-fn sandbox_config(name: &str, log_directory: &Path) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: log_directory.display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: String::new(),
-            ..Default::default()
-        }),
-        ..Default::default()
+    /// The kubelet's `imagePullPolicy: IfNotPresent` step: ImageStatus by the
+    /// pod's reference; a present image is not pulled, and the container is
+    /// created from the image ID that ImageStatus returned.
+    fn image_status(&self, reference: &str) -> Option<Image> {
+        self.call(self.images().image_status(ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: reference.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        }))
+        .unwrap_or_else(|e| panic!("ImageStatus {reference}: {}", e.message()))
+        .image
     }
 }
 
-fn container_config(name: &str, image: &str, env: &[(&str, &str)]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.into(),
+/// A pod sandbox with the `wasmhttp` handler, driven as the kubelet drives it.
+struct Pod<'a> {
+    suite: &'a Suite,
+    id: String,
+    config: PodSandboxConfig,
+    logs: PathBuf,
+    cri: Runtime,
+}
+
+impl<'a> Pod<'a> {
+    fn run(suite: &'a Suite, name: &str) -> Self {
+        Self::try_run(suite, name).unwrap_or_else(|e| {
+            panic!(
+                "RunPodSandbox: {}\n{}",
+                e.message(),
+                suite.containerd.log_tail()
+            )
+        })
+    }
+
+    fn try_run(suite: &'a Suite, name: &str) -> Result<Self, tonic_cri::Status> {
+        let logs = suite.work.join("pods").join(name);
+        std::fs::create_dir_all(&logs).unwrap();
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: name.into(),
+            log_directory: logs.display().to_string(),
+            linux: Some(LinuxPodSandboxConfig::default()),
             ..Default::default()
-        }),
-        envs: env
+        };
+        let mut cri = suite.cri();
+        let id = suite
+            .call(cri.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: HANDLER.into(),
+            }))?
+            .pod_sandbox_id;
+        Ok(Pod {
+            suite,
+            id,
+            config,
+            logs,
+            cri,
+        })
+    }
+
+    /// CreateContainer + StartContainer for `reference`, by the image ID, as
+    /// the kubelet does; returns the container ID, or the status of the call
+    /// that failed.
+    fn start(
+        &mut self,
+        name: &str,
+        reference: &str,
+        env: &[(&str, &str)],
+    ) -> Result<String, tonic_cri::Status> {
+        let image = self
+            .suite
+            .image_status(reference)
+            .unwrap_or_else(|| panic!("{reference} is not in the k8s.io namespace"));
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: image.id,
+                user_specified_image: reference.into(),
+                ..Default::default()
+            }),
+            envs: env
+                .iter()
+                .map(|(key, value)| KeyValue {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+            log_path: format!("{name}/0.log"),
+            ..Default::default()
+        };
+        let id = self
+            .suite
+            .call(self.cri.create_container(CreateContainerRequest {
+                pod_sandbox_id: self.id.clone(),
+                config: Some(config),
+                sandbox_config: Some(self.config.clone()),
+            }))?
+            .container_id;
+        self.suite
+            .call(self.cri.start_container(StartContainerRequest {
+                container_id: id.clone(),
+            }))?;
+        Ok(id)
+    }
+
+    fn started(&mut self, name: &str, reference: &str, env: &[(&str, &str)]) -> String {
+        self.start(name, reference, env)
+            .unwrap_or_else(|e| panic!("starting {name}: {}", e.message()))
+    }
+
+    fn status(&mut self, container: &str) -> ContainerStatus {
+        self.suite
+            .call(self.cri.container_status(ContainerStatusRequest {
+                container_id: container.into(),
+                verbose: false,
+            }))
+            .unwrap()
+            .status
+            .unwrap()
+    }
+
+    /// The pod's network namespace, from the verbose sandbox status.
+    fn netns(&mut self) -> PathBuf {
+        let status = self
+            .suite
+            .call(self.cri.pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: self.id.clone(),
+                verbose: true,
+            }))
+            .unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&status.info["info"]).expect("verbose sandbox info");
+        let namespaces = info["runtimeSpec"]["linux"]["namespaces"]
+            .as_array()
+            .expect("namespaces in the sandbox spec");
+        let network = namespaces
             .iter()
-            .map(|(k, v)| KeyValue {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
-            .collect(),
-        log_path: format!("{name}/0.log"),
-        ..Default::default()
+            .find(|ns| ns["type"] == "network")
+            .expect("a network namespace");
+        PathBuf::from(network["path"].as_str().expect("a netns path"))
     }
-}
 
-/// The pod's network namespace, from the verbose sandbox status.
-fn netns_of(status: &PodSandboxStatusResponse) -> PathBuf {
-    let info: serde_json::Value =
-        serde_json::from_str(&status.info["info"]).expect("verbose sandbox info");
-    let namespaces = info["runtimeSpec"]["linux"]["namespaces"]
-        .as_array()
-        .expect("namespaces in the sandbox spec");
-    let network = namespaces
-        .iter()
-        .find(|ns| ns["type"] == "network")
-        .expect("a network namespace");
-    PathBuf::from(network["path"].as_str().expect("a netns path"))
+    /// Waits until `port` answers `path` inside the pod, as a probe would.
+    fn get(&mut self, port: u16, path: &str) -> http::Response {
+        let netns = self.netns();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        in_netns(&netns, || {
+            let response = http::wait_until_serving(addr, Duration::from_secs(60))?;
+            if path == "/" {
+                Ok(response)
+            } else {
+                http::get(addr, path).map_err(|e| e.to_string())
+            }
+        })
+        .unwrap_or_else(|e| panic!("port {port} of the pod does not answer: {e}"))
+    }
+
+    /// Waits for `line` in a container's CRI log file (what `kubectl logs` reads).
+    fn wait_for_log(&self, container_name: &str, line: &str) {
+        let log_file = self.logs.join(container_name).join("0.log");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log_file)
+            .unwrap_or_default()
+            .contains(line)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{line:?} is not in {}:\n{}",
+                log_file.display(),
+                std::fs::read_to_string(&log_file).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// StopPodSandbox + RemovePodSandbox; checks that nothing of it is left.
+    fn remove(mut self) {
+        let netns = self.netns();
+        let id = self.id.clone();
+        self.suite
+            .call(self.cri.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            }))
+            .unwrap();
+        self.suite
+            .call(self.cri.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            }))
+            .unwrap();
+        assert!(
+            !netns.exists(),
+            "the pod's network namespace {} is left behind",
+            netns.display()
+        );
+        self.suite.containerd.assert_no_shim_or_mount_of(&id);
+    }
 }
 
 /// Runs `f` on a thread that has entered the network namespace at `netns`.
@@ -192,89 +388,62 @@ fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+fn images_imported_into_k8s_io_are_found_by_reference(s: &Suite) {
+    s.import_fixture("hello", "wasmhttp-test/cri-lookup:1");
+    // the short name a Deployment carries is normalised the way the kubelet's is
+    for reference in [
+        "wasmhttp-test/cri-lookup:1",
+        "docker.io/wasmhttp-test/cri-lookup:1",
+    ] {
+        let image = s
+            .image_status(reference)
+            .unwrap_or_else(|| panic!("ImageStatus does not find {reference}"));
+        assert!(image.id.starts_with("sha256:"), "{image:?}");
+        assert!(
+            image
+                .repo_tags
+                .contains(&"docker.io/wasmhttp-test/cri-lookup:1".to_string()),
+            "{image:?}"
+        );
+        assert!(image.size > 0, "{image:?}");
+    }
+    let listed = s
+        .call(s.images().list_images(ListImagesRequest { filter: None }))
+        .unwrap()
+        .images;
+    assert!(
+        listed
+            .iter()
+            .any(|i| i.repo_tags.iter().any(|t| t.ends_with("cri-lookup:1"))),
+        "ListImages misses the image: {listed:?}"
+    );
+    assert!(
+        s.image_status("wasmhttp-test/not-imported:1").is_none(),
+        "an image that was never imported must be reported absent (the kubelet then pulls)"
+    );
+}
+
 fn pod_serves_in_its_network_namespace_and_stops_cleanly(s: &Suite) {
-    let wasm = images::fixture(&s.work, "hello");
-    let tar = images::wasmhttp_image(&s.work, &wasm, "wasmhttp-test/cri-hello:1");
-    s.import_k8s(&tar);
-    let image = "docker.io/wasmhttp-test/cri-hello:1";
-    let logs = s.work.join("pods/hello");
-    std::fs::create_dir_all(&logs).unwrap();
-    let mut cri = s.cri();
+    let image = "wasmhttp-test/cri-hello:1";
+    s.import_fixture("hello", image);
+    let mut pod = Pod::run(s, "hello");
+    let container = pod.started("hello", image, &[]);
 
-    let pod_config = sandbox_config("hello", &logs);
-    let pod = s
-        .call(cri.run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: HANDLER.into(),
-        }))
-        .unwrap_or_else(|e| {
-            panic!(
-                "RunPodSandbox: {}\n{}",
-                e.message(),
-                s.containerd.log_tail()
-            )
-        })
-        .pod_sandbox_id;
-    let container = s
-        .call(cri.create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config("hello", image, &[])),
-            sandbox_config: Some(pod_config),
-        }))
-        .unwrap_or_else(|e| panic!("CreateContainer: {}", e.message()))
-        .container_id;
-    s.call(cri.start_container(StartContainerRequest {
-        container_id: container.clone(),
-    }))
-    .unwrap_or_else(|e| panic!("StartContainer: {}", e.message()));
-
-    let status = s
-        .call(cri.pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: true,
-        }))
-        .unwrap();
-    let netns = netns_of(&status);
-    let addr = "127.0.0.1:8080".parse().unwrap();
-    let response = in_netns(&netns, || {
-        http::wait_until_serving(addr, Duration::from_secs(60))
-    })
-    .expect("the pod answers");
+    let response = pod.get(8080, "/");
     assert_eq!(response.status, 200);
     assert!(response.text().contains("Hello"), "{}", response.text());
     assert!(
-        http::get(addr, "/").is_err(),
+        http::get("127.0.0.1:8080".parse().unwrap(), "/").is_err(),
         "the pod's listener must not be reachable from the host's namespace"
     );
-
-    let state = s
-        .call(cri.container_status(ContainerStatusRequest {
-            container_id: container.clone(),
-            verbose: false,
-        }))
-        .unwrap();
     assert_eq!(
-        state.status.unwrap().state,
+        pod.status(&container).state,
         ContainerState::ContainerRunning as i32
     );
-
-    // what `kubectl logs` reads: CRI's log file, with the guest's stdout line
-    let log_file = logs.join("hello/0.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log_file)
-        .unwrap_or_default()
-        .contains("stdout F hello fixture: handling a request")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the guest's line is not in {}",
-            log_file.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    pod.wait_for_log("hello", "stdout F hello fixture: handling a request");
 
     let stopping = Instant::now();
-    s.call(cri.stop_container(StopContainerRequest {
+    s.call(pod.cri.stop_container(StopContainerRequest {
         container_id: container.clone(),
         timeout: 10,
     }))
@@ -284,35 +453,297 @@ fn pod_serves_in_its_network_namespace_and_stops_cleanly(s: &Suite) {
         "StopContainer took {:?}",
         stopping.elapsed()
     );
-    let stopped = s
-        .call(cri.container_status(ContainerStatusRequest {
-            container_id: container.clone(),
-            verbose: false,
-        }))
-        .unwrap();
-    let stopped = stopped.status.unwrap();
+    let stopped = pod.status(&container);
     assert_eq!(
         (stopped.state, stopped.exit_code),
         (ContainerState::ContainerExited as i32, 0),
         "{stopped:?}"
     );
-
-    s.call(cri.remove_container(RemoveContainerRequest {
+    s.call(pod.cri.remove_container(RemoveContainerRequest {
         container_id: container,
     }))
     .unwrap();
-    s.call(cri.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    }))
-    .unwrap();
-    s.call(cri.remove_pod_sandbox(RemovePodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    }))
-    .unwrap();
-    assert!(
-        !netns.exists(),
-        "the pod's network namespace {} is left behind",
-        netns.display()
+    pod.remove();
+}
+
+fn two_wasm_containers_serve_one_pod_on_their_own_ports(s: &Suite) {
+    s.import_fixture("hello", "wasmhttp-test/cri-hello:2");
+    s.import_fixture("echo", "wasmhttp-test/cri-echo:2");
+    let mut pod = Pod::run(s, "two-wasm");
+    pod.started("hello", "wasmhttp-test/cri-hello:2", &[]);
+    pod.started(
+        "echo",
+        "wasmhttp-test/cri-echo:2",
+        &[("WASMHTTP_LISTEN", "0.0.0.0:8081"), ("WHO", "echo")],
     );
-    s.containerd.assert_no_shim_or_mount_of(&pod);
+
+    let hello = pod.get(8080, "/");
+    assert!(hello.text().contains("Hello"), "{}", hello.text());
+    let echo = pod.get(8081, "/from/the/pod");
+    assert_eq!(echo.status, 200);
+    assert_eq!(echo.header("x-echo-path"), Some("/from/the/pod"));
+    assert!(echo.all("x-echo-env").contains(&"WHO=echo"), "{echo:?}");
+    // each container has its own settings and its own environment
+    assert!(
+        !echo
+            .all("x-echo-env")
+            .iter()
+            .any(|e| e.starts_with("WASMHTTP_")),
+        "{echo:?}"
+    );
+    pod.wait_for_log("hello", "hello fixture: handling a request");
+    pod.remove();
+}
+
+fn wasm_container_and_native_sidecar_share_the_pod(s: &Suite) {
+    s.import_fixture("hello", "wasmhttp-test/cri-hello:3");
+    let sidecar = "docker.io/wasmhttp-test/native-sidecar:1";
+    s.import_k8s(&images::busybox_image(
+        &s.work,
+        sidecar,
+        &[("www/index.html", b"native sidecar\n")],
+        &["httpd", "-f", "-v", "-p", "9000", "-h", "/www"],
+    ));
+    let mut pod = Pod::run(s, "sidecar");
+    let wasm = pod.started("app", "wasmhttp-test/cri-hello:3", &[]);
+    let native = pod.started("sidecar", sidecar, &[]);
+
+    let from_wasm = pod.get(8080, "/");
+    assert!(from_wasm.text().contains("Hello"), "{}", from_wasm.text());
+    let from_native = pod.get(9000, "/index.html");
+    assert_eq!(from_native.status, 200);
+    assert_eq!(from_native.text(), "native sidecar\n");
+    for container in [&wasm, &native] {
+        assert_eq!(
+            pod.status(container).state,
+            ContainerState::ContainerRunning as i32
+        );
+    }
+    pod.remove();
+}
+
+fn container_stats_report_memory_and_cpu(s: &Suite) {
+    let image = "wasmhttp-test/cri-hello:4";
+    s.import_fixture("hello", image);
+    let mut pod = Pod::run(s, "stats");
+    let container = pod.started("hello", image, &[]);
+    // some work for the CPU counter: a bounded number of requests
+    let netns = pod.netns();
+    in_netns(&netns, || {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        http::wait_until_serving(addr, Duration::from_secs(60)).unwrap();
+        for _ in 0..200 {
+            assert_eq!(http::get(addr, "/").unwrap().status, 200);
+        }
+    });
+
+    let one = s
+        .call(pod.cri.container_stats(ContainerStatsRequest {
+            container_id: container.clone(),
+        }))
+        .unwrap()
+        .stats
+        .expect("ContainerStats has stats");
+    let listed = s
+        .call(pod.cri.list_container_stats(ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                pod_sandbox_id: pod.id.clone(),
+                ..Default::default()
+            }),
+        }))
+        .unwrap()
+        .stats;
+    let from_list = listed
+        .into_iter()
+        .find(|stats| stats.attributes.as_ref().map(|a| a.id.as_str()) == Some(&container))
+        .expect("ListContainerStats lists the container");
+    for (call, stats) in [("ContainerStats", one), ("ListContainerStats", from_list)] {
+        let memory = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map(|v| v.value)
+            .unwrap_or(0);
+        let cpu = stats
+            .cpu
+            .and_then(|c| c.usage_core_nano_seconds)
+            .map(|v| v.value)
+            .unwrap_or(0);
+        assert!(memory > 0, "{call}: no memory working set");
+        // 200 requests take well over a millisecond of CPU; a counter in the
+        // wrong unit (microseconds read as nanoseconds) would stay under it
+        assert!(
+            cpu > 1_000_000,
+            "{call}: CPU usage {cpu} ns is not a plausible count for 200 requests"
+        );
+    }
+    pod.remove();
+}
+
+fn invalid_component_fails_start_container_with_the_reason(s: &Suite) {
+    let core = "docker.io/wasmhttp-test/cri-core-module:1";
+    s.import_k8s(&images::rootfs_image(
+        &s.work,
+        &wasmhttp_fixtures::build("core-module").unwrap(),
+        "/component.wasm",
+        core,
+        images::Platform::LinuxAmd64,
+    ));
+    let mut pod = Pod::run(s, "invalid");
+    let error = pod
+        .start("app", core, &[])
+        .expect_err("a core module must not start");
+    // what the kubelet puts in the pod's events
+    let message = error.message();
+    assert!(
+        message.contains("core WebAssembly module"),
+        "the reason is not in the CRI error: {message}"
+    );
+    // and `kubectl logs` says it too
+    pod.wait_for_log("app", "wasmhttp: cannot start this container");
+
+    // the same for a setting the shim cannot accept
+    s.import_fixture("hello", "wasmhttp-test/cri-hello:5");
+    let error = pod
+        .start(
+            "bad-setting",
+            "wasmhttp-test/cri-hello:5",
+            &[("WASMHTTP_LISTEN", "not-an-address")],
+        )
+        .expect_err("a bad setting must not start");
+    assert!(
+        error.message().contains("WASMHTTP_LISTEN") && error.message().contains("not-an-address"),
+        "{}",
+        error.message()
+    );
+    pod.remove();
+}
+
+/// The installer, run as its DaemonSet runs it, against the config file the
+/// suite's containerd is actually reading: it adds the handler, restarts
+/// containerd by signal (this case plays the supervisor that starts it
+/// again), and a pod then runs with the shim it copied.
+fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
+    let installer = Path::new(env!("CARGO_BIN_EXE_containerd-shim-wasmhttp-v1"))
+        .with_file_name("wasmhttp-node-installer");
+    assert!(
+        installer.exists(),
+        "{} is missing: `make test` builds it (cargo build --workspace --bins)",
+        installer.display()
+    );
+    // the node before the installer: the suite's config without our runtime
+    let node = s.work.join("node");
+    let node_config = node.join("etc/containerd/config.toml");
+    let node_bin = node.join("opt/wasmhttp/bin");
+    std::fs::create_dir_all(node_config.parent().unwrap()).unwrap();
+    let ours = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmhttp]\n  runtime_type = \"io.containerd.wasmhttp.v1\"\n";
+    let suite_config = std::fs::read_to_string(s.containerd.config()).unwrap();
+    assert!(suite_config.contains(ours), "{suite_config}");
+    std::fs::write(&node_config, suite_config.replace(ours, "")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(*containerd_pids(&s.containerd.config()).first().unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    s.containerd
+        .restart_after_exit(&node_config, &node_bin, Duration::from_secs(10));
+    let refused = Pod::try_run(s, "before-install")
+        .err()
+        .expect("a node without the installer has no wasmhttp handler");
+    assert!(
+        refused.message().contains("wasmhttp"),
+        "{}",
+        refused.message()
+    );
+
+    let run_installer = |command: &str| {
+        std::process::Command::new(&installer)
+            .arg(command)
+            .arg("--host-root")
+            .arg(&node)
+            .arg("--shim")
+            .arg(env!("CARGO_BIN_EXE_containerd-shim-wasmhttp-v1"))
+            .args(["--restart", "signal"])
+            .env_remove("NODE_NAME")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let finish = |child: std::process::Child| {
+        let output = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "the installer failed:\n{text}");
+        text
+    };
+
+    let install = run_installer("install");
+    s.containerd
+        .restart_after_exit(&node_config, &node_bin, Duration::from_secs(30));
+    let said = finish(install);
+    assert!(
+        said.contains("restarted containerd") && said.contains("config.toml"),
+        "{said}"
+    );
+
+    let image = "wasmhttp-test/cri-hello:6";
+    s.import_fixture("hello", image);
+    let mut pod = Pod::run(s, "installed");
+    pod.started("hello", image, &[]);
+    assert!(pod.get(8080, "/").text().contains("Hello"));
+    // the shim serving the pod is the copy the installer put on the node
+    let (shim_pid, _) = s
+        .containerd
+        .shim_processes(Some(&pod.id))
+        .into_iter()
+        .next()
+        .expect("a shim for the pod");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{shim_pid}/exe")).unwrap(),
+        node_bin.join("containerd-shim-wasmhttp-v1")
+    );
+    pod.remove();
+
+    // a second run changes nothing and leaves containerd alone
+    let before = containerd_pids(&node_config);
+    let said = finish(run_installer("install"));
+    assert!(said.contains("nothing to change"), "{said}");
+    assert_eq!(
+        containerd_pids(&node_config),
+        before,
+        "containerd was restarted for nothing"
+    );
+
+    let uninstall = run_installer("uninstall");
+    s.containerd
+        .restart_after_exit(&node_config, &node_bin, Duration::from_secs(30));
+    finish(uninstall);
+    assert!(!node_bin.join("containerd-shim-wasmhttp-v1").exists());
+    assert!(
+        Pod::try_run(s, "after-uninstall").is_err(),
+        "the handler must be gone after uninstall"
+    );
+}
+
+/// containerd processes started with `--config config`.
+fn containerd_pids(config: &Path) -> Vec<i32> {
+    let wanted = config.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            (args.first().is_some_and(|a| a.ends_with("containerd"))
+                && args.windows(2).any(|w| w[0] == "--config" && w[1] == wanted))
+            .then_some(pid)
+        })
+        .collect()
 }

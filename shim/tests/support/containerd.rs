@@ -12,7 +12,8 @@ pub const NAMESPACE: &str = "wasmhttp-test";
 
 pub struct PrivateContainerd {
     pub dir: PathBuf,
-    daemon: Child,
+    // behind a lock so that a case can play containerd's supervisor
+    daemon: std::sync::Mutex<Child>,
 }
 
 impl PrivateContainerd {
@@ -66,31 +67,50 @@ impl PrivateContainerd {
             conflist.to_string(),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let daemon = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env("PATH", path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting containerd");
-        let containerd = Self { dir, daemon };
+        std::fs::File::create(dir.join("containerd.log")).unwrap();
+        let daemon = spawn_daemon(&dir.join("containerd.log"), &dir.join("config.toml"), &bin);
+        let containerd = Self {
+            dir,
+            daemon: std::sync::Mutex::new(daemon),
+        };
+        containerd.wait_until_up();
+        containerd
+    }
+
+    fn wait_until_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !containerd.ctr(&["version"]).status.success() {
+        while !self.ctr(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "containerd did not come up:\n{}",
-                containerd.log_tail()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        containerd
+    }
+
+    /// The suite's config file, as rendered from the shared template.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// A supervisor's job: waits (up to `timeout`) until containerd has been
+    /// stopped by someone else, then starts it again reading `config`, with
+    /// `bin` first on its PATH. Returns the exit status it saw.
+    pub fn restart_after_exit(&self, config: &Path, bin: &Path, timeout: Duration) -> ExitStatus {
+        let mut daemon = self.daemon.lock().unwrap();
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = daemon.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "containerd was not stopped");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        *daemon = spawn_daemon(&self.dir.join("containerd.log"), config, bin);
+        drop(daemon);
+        self.wait_until_up();
+        status
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -271,15 +291,14 @@ impl PrivateContainerd {
         for (pid, _) in self.shim_processes(None) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
-        let _ = Command::new("kill")
-            .arg(self.daemon.id().to_string())
-            .status();
+        let daemon = self.daemon.get_mut().unwrap();
+        let _ = Command::new("kill").arg(daemon.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
+        let _ = daemon.kill();
+        let _ = daemon.wait();
         unmount_below(&self.dir);
         let _ = Command::new("ip")
             .args(["link", "delete", &bridge_name()])
@@ -290,6 +309,26 @@ impl PrivateContainerd {
         let _ = std::fs::remove_dir(Path::new("/run/containerd/wasmhttp").join(NAMESPACE));
         leftovers
     }
+}
+
+/// containerd reading `config` (appending to the suite's log), with `bin`
+/// first on its PATH: containerd finds `containerd-shim-wasmhttp-v1` for
+/// io.containerd.wasmhttp.v1 there.
+fn spawn_daemon(log: &Path, config: &Path, bin: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("containerd")
+        .arg("--config")
+        .arg(config)
+        .env("PATH", path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting containerd")
 }
 
 /// Every process's pid and command line (arguments joined by spaces, with a trailing space).

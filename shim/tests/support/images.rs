@@ -102,25 +102,39 @@ pub fn rootfs_image(
 /// because no registry is reachable: it only has to sit in the pod's
 /// namespaces until it is killed.
 pub fn pause_image(dir: &Path, reference: &str) -> PathBuf {
+    busybox_image(dir, reference, &[], &["sleep", "2147483647"])
+}
+
+/// A native Linux image: the static `/bin/busybox`, `files` beside it, and
+/// `busybox ARGS…` as its entrypoint.
+pub fn busybox_image(
+    dir: &Path,
+    reference: &str,
+    files: &[(&str, &[u8])],
+    args: &[&str],
+) -> PathBuf {
     let busybox =
         std::fs::read("/bin/busybox").expect("busybox-static is installed by `make setup`");
     let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    header.set_size(busybox.len() as u64);
-    header.set_mode(0o755);
-    header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, "bin/busybox", busybox.as_slice())
-        .unwrap();
+    for (path, content, mode) in std::iter::once(("bin/busybox", busybox.as_slice(), 0o755))
+        .chain(files.iter().map(|(path, content)| (*path, *content, 0o644)))
+    {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(content.len() as u64);
+        header.set_mode(mode);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, path, content).unwrap();
+    }
     let tar = tar.into_inner().unwrap();
+    let entrypoint = std::iter::once("/bin/busybox")
+        .chain(args.iter().copied())
+        .map(String::from)
+        .collect::<Vec<_>>();
     let process = ConfigBuilder::default()
-        .entrypoint(vec![
-            "/bin/busybox".into(),
-            "sleep".into(),
-            "2147483647".into(),
-        ])
+        .entrypoint(entrypoint)
         .build()
         .unwrap();
-    let out = dir.join("pause.tar");
+    let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
     one_layer_image(&out, reference, &tar, Platform::LinuxAmd64, process);
     out
 }

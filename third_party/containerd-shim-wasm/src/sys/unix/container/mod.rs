@@ -1,0 +1,5 @@
+#[allow(clippy::module_inception)]
+mod container;
+
+mod executor;
+pub mod instance;

@@ -1,0 +1,3 @@
+pub mod container;
+
+mod pid_fd;
