@@ -2,9 +2,8 @@
 //! at `root` (a DaemonSet's hostPath), and every path below is relative to it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::containerd_config;
 
@@ -42,6 +41,11 @@ impl Flavour {
         }
     }
 
+    /// The config file containerd reads (k3s and rke2 generate it from the template).
+    pub fn config_file(self, root: &Path) -> PathBuf {
+        root.join(self.config_dir()).join("config.toml")
+    }
+
     fn config_dir(self) -> &'static str {
         match self {
             Flavour::Containerd => "etc/containerd",
@@ -51,7 +55,7 @@ impl Flavour {
     }
 
     /// systemd units that run containerd, in the order they are tried.
-    fn units(self) -> &'static [&'static str] {
+    pub fn units(self) -> &'static [&'static str] {
         match self {
             Flavour::Containerd => &["containerd"],
             Flavour::K3s => &["k3s", "k3s-agent"],
@@ -72,8 +76,31 @@ impl Report {
     }
 }
 
+impl std::str::FromStr for Flavour {
+    type Err = anyhow::Error;
+
+    fn from_str(value: &str) -> Result<Self> {
+        match value {
+            "containerd" => Ok(Flavour::Containerd),
+            "k3s" | "k3d" => Ok(Flavour::K3s),
+            "rke2" => Ok(Flavour::Rke2),
+            other => anyhow::bail!("--flavour {other:?}: expected containerd, k3s (also k3d) or rke2"),
+        }
+    }
+}
+
+impl std::fmt::Display for Flavour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Flavour::Containerd => "containerd",
+            Flavour::K3s => "k3s",
+            Flavour::Rke2 => "rke2",
+        })
+    }
+}
+
 /// Copies the shim and registers the runtime; touches nothing that is already right.
-pub fn install(root: &Path, shim: &Path) -> Result<Report> {
+pub fn install(root: &Path, shim: &Path, flavour: Flavour) -> Result<Report> {
     let mut report = Report::default();
     let binary =
         std::fs::read(shim).with_context(|| format!("reading the shim at {}", shim.display()))?;
@@ -92,7 +119,6 @@ pub fn install(root: &Path, shim: &Path) -> Result<Report> {
         report.changed_files.push(link);
     }
 
-    let flavour = Flavour::detect(root);
     let dir = root.join(flavour.config_dir());
     match flavour {
         Flavour::Containerd => {
@@ -127,9 +153,8 @@ pub fn install(root: &Path, shim: &Path) -> Result<Report> {
 }
 
 /// Reverses `install`: the runtime entry, the link and the shim.
-pub fn uninstall(root: &Path) -> Result<Report> {
+pub fn uninstall(root: &Path, flavour: Flavour) -> Result<Report> {
     let mut report = Report::default();
-    let flavour = Flavour::detect(root);
     let dir = root.join(flavour.config_dir());
     match flavour {
         Flavour::Containerd => {
@@ -176,46 +201,6 @@ fn generated_version(text: &str) -> Result<i64> {
     doc.get("version")
         .and_then(|v| v.as_integer())
         .context("the generated containerd config has no version")
-}
-
-/// Restarts the node's containerd through the host's systemd (the pod shares
-/// the host's PID namespace, so PID 1 is the host's init).
-pub fn restart_containerd(root: &Path) -> Result<String> {
-    let flavour = Flavour::detect(root);
-    for unit in flavour.units() {
-        let active = host_systemctl(&["is-active", "--quiet", unit])?;
-        if active.success() {
-            let restarted = host_systemctl(&["restart", unit])?;
-            if !restarted.success() {
-                bail!("systemctl restart {unit} failed ({restarted})");
-            }
-            return Ok(unit.to_string());
-        }
-    }
-    bail!(
-        "none of the systemd units {:?} is active on this node; restart containerd by hand",
-        flavour.units()
-    )
-}
-
-fn host_systemctl(args: &[&str]) -> Result<std::process::ExitStatus> {
-    Command::new("nsenter")
-        .args([
-            "--target",
-            "1",
-            "--mount",
-            "--uts",
-            "--ipc",
-            "--net",
-            "--pid",
-            "--",
-            "systemctl",
-        ])
-        .args(args)
-        .status()
-        .context(
-            "running systemctl in the host's namespaces (the pod needs hostPID and privileges)",
-        )
 }
 
 /// Writes through a temporary file and a rename, so containerd never reads a

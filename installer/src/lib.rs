@@ -3,3 +3,5 @@
 
 pub mod containerd_config;
 pub mod host;
+pub mod node;
+pub mod restart;

@@ -1,42 +1,66 @@
 //! `wasmhttp-node-installer`: runs in a privileged DaemonSet pod with the
-//! host's root mounted, puts the shim on the node and registers it with
-//! containerd, restarting containerd only when something changed.
-//!
-//!   wasmhttp-node-installer install   [--host-root /host] [--shim PATH] [--no-restart]
-//!   wasmhttp-node-installer uninstall [--host-root /host] [--no-restart]
+//! host's root mounted, puts the shim on the node, registers it with
+//! containerd, restarts containerd only when something changed, and labels
+//! the node ready for the RuntimeClass's node selector.
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
-use wasmhttp_node_installer::host;
+use anyhow::{Context, Result, bail};
+use wasmhttp_node_installer::host::{self, Flavour};
+use wasmhttp_node_installer::node::{self, ApiAccess};
+use wasmhttp_node_installer::restart::{self, Restart};
+
+const USAGE: &str = "\
+usage: wasmhttp-node-installer install|uninstall [options]
+  --host-root DIR            where the host's / is mounted (default /host)
+  --shim PATH                the shim binary to install (default /usr/local/bin/containerd-shim-wasmhttp-v1)
+  --flavour NAME             containerd, k3s or rke2 (default: detected from the host)
+  --restart MODE             auto, systemd, signal or never (default auto: systemd when the host runs it)
+  --no-restart               the same as --restart never
+  --node-name NAME           label this node (default: $NODE_NAME; no labelling when neither is set)
+  --service-account-dir DIR  token and ca.crt for the API server (default: the pod's)
+  --stay                     after the work, wait for SIGTERM (a DaemonSet container must keep running)";
 
 struct Options {
-    command: String,
+    uninstall: bool,
     host_root: PathBuf,
     shim: PathBuf,
-    restart: bool,
+    flavour: Option<Flavour>,
+    restart: Restart,
+    node_name: Option<String>,
+    service_account_dir: PathBuf,
+    stay: bool,
 }
 
 fn parse() -> Result<Options> {
     let mut args = std::env::args().skip(1);
-    let command = args.next().unwrap_or_default();
-    if command != "install" && command != "uninstall" {
-        bail!(
-            "usage: wasmhttp-node-installer install|uninstall [--host-root DIR] [--shim PATH] [--no-restart]"
-        );
-    }
+    let uninstall = match args.next().as_deref() {
+        Some("install") => false,
+        Some("uninstall") => true,
+        _ => bail!("{USAGE}"),
+    };
     let mut options = Options {
-        command,
+        uninstall,
         host_root: PathBuf::from("/host"),
         shim: PathBuf::from("/usr/local/bin").join(host::SHIM_NAME),
-        restart: true,
+        flavour: None,
+        restart: Restart::Auto,
+        node_name: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
+        service_account_dir: node::default_service_account_dir(),
+        stay: false,
     };
     while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value\n{USAGE}"));
         match arg.as_str() {
-            "--host-root" => options.host_root = args.next().map(PathBuf::from).unwrap_or_default(),
-            "--shim" => options.shim = args.next().map(PathBuf::from).unwrap_or_default(),
-            "--no-restart" => options.restart = false,
-            other => bail!("unknown argument {other:?}"),
+            "--host-root" => options.host_root = value()?.into(),
+            "--shim" => options.shim = value()?.into(),
+            "--flavour" => options.flavour = Some(value()?.parse()?),
+            "--restart" => options.restart = value()?.parse()?,
+            "--no-restart" => options.restart = Restart::Never,
+            "--node-name" => options.node_name = Some(value()?),
+            "--service-account-dir" => options.service_account_dir = value()?.into(),
+            "--stay" => options.stay = true,
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
     Ok(options)
@@ -44,25 +68,58 @@ fn parse() -> Result<Options> {
 
 fn main() -> Result<()> {
     let options = parse()?;
-    let report = match options.command.as_str() {
-        "install" => host::install(&options.host_root, &options.shim)?,
-        _ => host::uninstall(&options.host_root)?,
-    };
-    if !report.changed() {
-        println!(
-            "wasmhttp-node-installer: {}: nothing to change",
-            options.command
-        );
-        return Ok(());
-    }
-    for path in &report.changed_files {
-        println!("wasmhttp-node-installer: changed {}", path.display());
-    }
-    if options.restart {
-        let unit = host::restart_containerd(&options.host_root)?;
-        println!("wasmhttp-node-installer: restarted {unit}");
+    let say = |line: &str| println!("wasmhttp-node-installer: {line}");
+    let flavour = options
+        .flavour
+        .unwrap_or_else(|| Flavour::detect(&options.host_root));
+    say(&format!("containerd flavour: {flavour}"));
+    let report = if options.uninstall {
+        // unlabel first, so no new wasmhttp pod lands here while the shim goes
+        label(&options, false)?;
+        host::uninstall(&options.host_root, flavour)?
     } else {
-        println!("wasmhttp-node-installer: containerd not restarted (--no-restart)");
+        host::install(&options.host_root, &options.shim, flavour)?
+    };
+    if report.changed() {
+        for path in &report.changed_files {
+            say(&format!("changed {}", path.display()));
+        }
+        say(&restart::restart(&options.host_root, flavour, options.restart)?);
+    } else {
+        say("nothing to change; containerd left running");
     }
+    if !options.uninstall {
+        label(&options, true)?;
+    }
+    if options.stay {
+        say("done; waiting for SIGTERM");
+        wait_for_termination()?;
+    }
+    Ok(())
+}
+
+fn label(options: &Options, ready: bool) -> Result<()> {
+    let Some(node_name) = &options.node_name else {
+        println!("wasmhttp-node-installer: no --node-name or NODE_NAME: node labels left alone");
+        return Ok(());
+    };
+    let api = ApiAccess::in_cluster(&options.service_account_dir)?;
+    node::set_ready_label(&api, node_name, ready)?;
+    let action = if ready { "labelled" } else { "unlabelled" };
+    println!(
+        "wasmhttp-node-installer: {action} node {node_name} ({}{})",
+        node::READY_LABEL,
+        if ready { "=true" } else { "" }
+    );
+    Ok(())
+}
+
+fn wait_for_termination() -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals.thread_block()?;
+    signals.wait()?;
     Ok(())
 }

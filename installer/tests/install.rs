@@ -219,3 +219,157 @@ fn containerd_loads_the_written_config_with_cri_and_the_runtime() {
         "CRI does not list the wasmhttp runtime:\n{containerd_log}"
     );
 }
+
+/// A stand-in for the Kubernetes API server (none can run here): TLS on
+/// loopback with a certificate for `kubernetes.default.svc`, answering every
+/// request with `status` and recording what it got.
+struct StandInApiServer {
+    port: u16,
+    ca_pem: String,
+    requests: std::sync::mpsc::Receiver<String>,
+}
+
+fn stand_in_api_server(status: u16, connections: usize) -> StandInApiServer {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::Arc;
+    let certified = rcgen::generate_simple_self_signed(vec!["kubernetes.default.svc".into()])
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![certified.cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into()),
+    )
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sender, requests) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for socket in listener.incoming().take(connections) {
+            let socket = socket.unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut reader = BufReader::new(rustls::StreamOwned::new(connection, socket));
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut stream = reader.into_inner();
+            write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            )
+            .unwrap();
+            stream.flush().unwrap();
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+            sender
+                .send(format!("{head}\r\n{}", String::from_utf8_lossy(&body)))
+                .unwrap();
+        }
+    });
+    StandInApiServer {
+        port,
+        ca_pem: certified.cert.pem(),
+        requests,
+    }
+}
+
+fn labelling_installer(command: &str, root: &Path, shim: &Path, api: &StandInApiServer, accounts: &Path) -> Output {
+    std::fs::create_dir_all(accounts).unwrap();
+    std::fs::write(accounts.join("token"), "test-token\n").unwrap();
+    std::fs::write(accounts.join("ca.crt"), &api.ca_pem).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_wasmhttp-node-installer"))
+        .arg(command)
+        .arg("--host-root")
+        .arg(root)
+        .arg("--shim")
+        .arg(shim)
+        .args(["--restart", "never", "--service-account-dir"])
+        .arg(accounts)
+        .env("NODE_NAME", "node-a")
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", api.port.to_string())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn labels_the_node_through_the_api_server_and_unlabels_on_uninstall() {
+    let dir = temp("label");
+    let root = dir.0.join("host");
+    std::fs::create_dir_all(root.join("etc/containerd")).unwrap();
+    let shim = dir.0.join("shim-binary");
+    std::fs::write(&shim, b"shim").unwrap();
+    let accounts = dir.0.join("serviceaccount");
+    let api = stand_in_api_server(200, 3);
+
+    for (command, label_value) in [
+        ("install", r#""wasmhttp.dev/ready":"true""#),
+        // a second install changes no file but still makes sure of the label
+        ("install", r#""wasmhttp.dev/ready":"true""#),
+        ("uninstall", r#""wasmhttp.dev/ready":null"#),
+    ] {
+        let output = labelling_installer(command, &root, &shim, &api, &accounts);
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let request = api
+            .requests
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the installer called the API server");
+        assert!(
+            request.starts_with("PATCH /api/v1/nodes/node-a HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("Authorization: Bearer test-token\r\n"), "{request}");
+        assert!(
+            request.contains("Content-Type: application/merge-patch+json\r\n"),
+            "{request}"
+        );
+        assert!(request.contains(label_value), "{command}: {request}");
+    }
+
+    // without the RBAC to patch nodes the installer fails and says so
+    let forbidden = stand_in_api_server(403, 1);
+    let output = labelling_installer("install", &root, &shim, &forbidden, &accounts);
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("403") && said.contains("patch") && said.contains("nodes"), "{said}");
+}
+
+#[test]
+fn bad_options_name_the_value_and_what_is_accepted() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmhttp-node-installer"))
+        .args(["install", "--restart", "sometimes"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("sometimes") && said.contains("auto, systemd, signal or never"), "{said}");
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmhttp-node-installer"))
+        .args(["install", "--flavour", "microk8s"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("microk8s") && said.contains("containerd, k3s"), "{said}");
+}
