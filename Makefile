@@ -3,15 +3,26 @@
 
 CARGO ?= cargo
 BIN := target/debug
+PY := build/tools/venv/bin/python
 
-.PHONY: setup build examples demo test clean
+.PHONY: setup build static image examples demo test k3d-test clean
 
 setup:
 	@scripts/setup.sh
 
 build: setup
-	@echo "build: compiling the shim, the CLI and the fixture tool (first time: ~10 min)"
+	@echo "build: compiling the shim, the CLI, the node installer and the fixture tool (first time: ~10 min)"
 	$(CARGO) build --locked --workspace --bins
+
+# Statically linked shim and node installer for nodes (build/static/).
+static:
+	@scripts/setup.sh build
+	@scripts/static.sh
+
+# The node installer image (shim + installer), where a Docker engine exists.
+IMAGE ?= docker.io/wasmhttp/node-installer:0.1.0
+image:
+	docker build -f deploy/installer.Dockerfile -t $(IMAGE) .
 
 examples: build
 	@$(MAKE) --no-print-directory -C examples/hello-js
@@ -20,13 +31,23 @@ examples: build
 demo: examples
 	@scripts/demo.sh
 
-test: examples
-	@echo "test: Kubernetes manifests against the Kubernetes API schemas (offline)"
-	build/tools/venv/bin/kubernetes-validate --strict --quiet deploy/*.yaml examples/*/k8s.yaml
-	@echo "test: unit tests, wasmhttp serve, the shim under a private containerd, and CRI"
+test: examples static
+	@echo "test: shell scripts (shellcheck)"
+	shellcheck scripts/*.sh tests/*.sh tests/k3d/*.sh
+	@echo "test: Helm chart and manifests (helm lint/template, Kubernetes schemas, deploy/ = chart)"
+	$(PY) tests/manifests.py
+	@echo "test: static node binaries"
+	tests/static-binaries.sh
+	@echo "test: unit tests, wasmhttp serve, the shim under a private containerd, CRI, the node installer"
 	$(CARGO) test --locked --workspace
+
+# A real cluster: k3d with a prebuilt node image, then with the Helm chart.
+# Needs a Docker engine and k3d; not part of `make test`.
+k3d-test: examples static
+	@tests/k3d/run.sh
 
 clean:
 	$(CARGO) clean
+	rm -rf build/static
 	@$(MAKE) --no-print-directory -C examples/hello-js clean
 	@$(MAKE) --no-print-directory -C examples/hello-py clean

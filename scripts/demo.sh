@@ -7,6 +7,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$(mktemp -d /tmp/wasmhttp-demo.XXXXXX)"
 ctr=(ctr --address "$dir/containerd.sock" --namespace wasmhttp-demo)
 
+# shellcheck disable=SC2317  # runs from the EXIT trap
 cleanup() {
   "${ctr[@]}" tasks kill --signal SIGKILL hello-js >/dev/null 2>&1 || true
   "${ctr[@]}" tasks delete --force hello-js >/dev/null 2>&1 || true

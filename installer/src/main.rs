@@ -12,6 +12,7 @@ use wasmhttp_node_installer::restart::{self, Restart};
 
 const USAGE: &str = "\
 usage: wasmhttp-node-installer install|uninstall [options]
+       wasmhttp-node-installer --version
   --host-root DIR            where the host's / is mounted (default /host)
   --shim PATH                the shim binary to install (default /usr/local/bin/containerd-shim-wasmhttp-v1)
   --flavour NAME             containerd, k3s or rke2 (default: detected from the host)
@@ -37,6 +38,10 @@ fn parse() -> Result<Options> {
     let uninstall = match args.next().as_deref() {
         Some("install") => false,
         Some("uninstall") => true,
+        Some("--version" | "-v") => {
+            println!("wasmhttp-node-installer {}", env!("CARGO_PKG_VERSION"));
+            std::process::exit(0);
+        }
         _ => bail!("{USAGE}"),
     };
     let mut options = Options {

@@ -507,7 +507,7 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
             );
             // ctr's own error (containerd's answer to task creation) names it too
             assert!(
-                output.contains(&format!("wasmhttp executor can't handle spec: ")),
+                output.contains("wasmhttp executor can't handle spec: "),
                 "{output}"
             );
             s.containerd.assert_cleaned_up(&id);
