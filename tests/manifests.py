@@ -98,7 +98,17 @@ if settings["data"] != {"WASMHTTP_LISTEN": "0.0.0.0:9000"}:
 runtime_class = next(o for o in tuned if o["kind"] == "RuntimeClass")
 if runtime_class["metadata"]["name"] != "wasm-http" or runtime_class["handler"] != "wasmhttp":
     sys.exit(f"manifests: RuntimeClass wrong: {runtime_class}")
-print("manifests: helm template (default and tuned values) validates: ok")
+jobs = [o for o in render("--set", "uninstall.nodes={node-a,node-b}") if o["kind"] == "Job"]
+validate(jobs, "the uninstall Jobs")
+if sorted(j["spec"]["template"]["spec"]["nodeName"] for j in jobs) != ["node-a", "node-b"]:
+    sys.exit(f"manifests: uninstall Jobs are not one per listed node: {jobs}")
+for job in jobs:
+    if job["metadata"]["annotations"].get("helm.sh/hook") != "pre-delete":
+        sys.exit(f"manifests: the uninstall Job is not a pre-delete hook: {job['metadata']}")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    if args[0] != "uninstall" or args[args.index("--restart") + 1] != "never":
+        sys.exit(f"manifests: the uninstall Job runs {args}")
+print("manifests: helm template (default and tuned values, uninstall Jobs) validates: ok")
 
 for bad in (
     ["--set", "installer.restart=sometimes"],
