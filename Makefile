@@ -43,7 +43,9 @@ test: examples static
 
 # A real cluster: k3d with a prebuilt node image, then with the Helm chart.
 # Needs a Docker engine and k3d; not part of `make test`.
-k3d-test: examples static
+k3d-test:
+	@tests/k3d/run.sh --preflight
+	@$(MAKE) --no-print-directory examples static
 	@tests/k3d/run.sh
 
 clean:

@@ -18,8 +18,6 @@ INSTALLER_IMAGE=docker.io/wasmhttp/node-installer:test
 LB_PORT=${LB_PORT:-18080}
 KUBECTL=${KUBECTL:-build/tools/bin/kubectl}
 HELM=${HELM:-build/tools/bin/helm}
-WORK=$(mktemp -d)
-export KUBECONFIG=$WORK/kubeconfig
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'k3d-test: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -38,6 +36,8 @@ step "checking prerequisites"
 command -v docker >/dev/null || fail "docker is not installed; this suite needs a Docker engine and k3d"
 docker info >/dev/null 2>&1 || fail "no Docker engine answers ('docker info' fails); this suite needs one"
 command -v k3d >/dev/null || fail "k3d is not installed (https://k3d.io); this suite needs it"
+# `make k3d-test` asks this first, so that nothing is built for nothing
+if [ "${1:-}" = --preflight ]; then echo "docker and k3d: ok"; exit 0; fi
 if [ ! -x "$KUBECTL" ] || [ ! -x "$HELM" ]; then
   fail "kubectl/helm missing under build/tools/bin: run 'make setup'"
 fi
@@ -45,6 +45,8 @@ for artefact in build/static/containerd-shim-wasmhttp-v1 build/static/wasmhttp-n
                 examples/hello-js/build/hello-js.tar; do
   [ -f "$artefact" ] || fail "$artefact is missing: run 'make examples static'"
 done
+WORK=$(mktemp -d)
+export KUBECONFIG=$WORK/kubeconfig
 trap cleanup EXIT
 
 # waits up to $1 seconds for the command in the remaining arguments to succeed
