@@ -113,36 +113,44 @@ fn installs_idempotently_and_uninstalls_on_a_containerd_node() {
 }
 
 #[test]
-fn k3s_nodes_get_a_template_that_extends_the_base() {
-    let dir = temp("k3s");
-    let root = dir.0.join("host");
-    let config_dir = root.join("var/lib/rancher/k3s/agent/etc/containerd");
-    std::fs::create_dir_all(&config_dir).unwrap();
-    std::fs::write(
-        config_dir.join("config.toml"),
-        "version = 3\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'overlayfs'\n",
-    )
-    .unwrap();
-    let shim = dir.0.join("shim-binary");
-    std::fs::write(&shim, b"shim").unwrap();
+fn k3s_and_rke2_nodes_get_a_template_that_extends_the_base() {
+    // k3s 1.32+ and rke2 generate version 3, older k3s version 2
+    for (flavour, version, table) in [
+        ("k3s", 3, "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.wasmhttp]"),
+        ("k3s", 2, "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmhttp]"),
+        ("rke2", 3, "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.wasmhttp]"),
+    ] {
+        let dir = temp(&format!("{flavour}-v{version}"));
+        let root = dir.0.join("host");
+        let config_dir = root.join(format!("var/lib/rancher/{flavour}/agent/etc/containerd"));
+        std::fs::create_dir_all(&config_dir).unwrap();
+        let generated = format!(
+            "version = {version}\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'overlayfs'\n"
+        );
+        std::fs::write(config_dir.join("config.toml"), &generated).unwrap();
+        let shim = dir.0.join("shim-binary");
+        std::fs::write(&shim, b"shim").unwrap();
 
-    installer(&["install"], &root, Some(&shim));
-    let template = std::fs::read_to_string(config_dir.join("config.toml.tmpl")).unwrap();
-    assert!(
-        template.starts_with("{{ template \"base\" . }}"),
-        "{template}"
-    );
-    assert!(
-        template
-            .contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.wasmhttp]"),
-        "{template}"
-    );
-    assert!(stdout(&installer(&["install"], &root, Some(&shim))).contains("nothing to change"));
-    installer(&["uninstall"], &root, None);
-    assert!(
-        !config_dir.join("config.toml.tmpl").exists(),
-        "a template that was only ours is removed"
-    );
+        let said = stdout(&installer(&["install"], &root, Some(&shim)));
+        assert!(said.contains(&format!("flavour: {flavour}")), "{said}");
+        let template = std::fs::read_to_string(config_dir.join("config.toml.tmpl")).unwrap();
+        assert!(
+            template.starts_with("{{ template \"base\" . }}"),
+            "{template}"
+        );
+        assert!(template.contains(table), "{flavour} v{version}: {template}");
+        assert_eq!(
+            std::fs::read_to_string(config_dir.join("config.toml")).unwrap(),
+            generated,
+            "the generated config.toml is k3s's to write, not ours"
+        );
+        assert!(stdout(&installer(&["install"], &root, Some(&shim))).contains("nothing to change"));
+        installer(&["uninstall"], &root, None);
+        assert!(
+            !config_dir.join("config.toml.tmpl").exists(),
+            "a template that was only ours is removed"
+        );
+    }
 }
 
 /// The config the installer writes, loaded by the real containerd: the CRI
