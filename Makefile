@@ -27,6 +27,7 @@ image:
 examples: build
 	@$(MAKE) --no-print-directory -C examples/hello-js
 	@$(MAKE) --no-print-directory -C examples/hello-py
+	@$(MAKE) --no-print-directory -C examples/proxy-js
 
 demo: examples
 	@scripts/demo.sh
@@ -53,3 +54,4 @@ clean:
 	rm -rf build/static
 	@$(MAKE) --no-print-directory -C examples/hello-js clean
 	@$(MAKE) --no-print-directory -C examples/hello-py clean
+	@$(MAKE) --no-print-directory -C examples/proxy-js clean

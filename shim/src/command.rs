@@ -2,12 +2,11 @@
 //! like a process: their exit code becomes the container's.
 
 use anyhow::{Context, Result};
-use wasmtime::Store;
 use wasmtime::component::Component;
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
-use crate::guest::{self, GuestConfig, GuestState};
+use crate::guest::{self, GuestConfig};
 
 /// Runs the command to completion and returns its exit code.
 pub async fn run(component: &Component, guest: &GuestConfig) -> Result<i32> {
@@ -17,7 +16,7 @@ pub async fn run(component: &Component, guest: &GuestConfig) -> Result<i32> {
         .and_then(CommandPre::new)
         .map_err(anyhow::Error::from)
         .context("the component's imports cannot be satisfied by WASI 0.2")?;
-    let mut store = Store::new(engine, GuestState::new(guest));
+    let mut store = guest::new_store(engine, guest);
     let command = pre
         .instantiate_async(&mut store)
         .await

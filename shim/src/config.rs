@@ -1,32 +1,204 @@
 //! The shim's settings: every `WASMHTTP_*` variable of the container (or of the
 //! `wasmhttp serve` process) parsed once into [`Settings`]. Everything else in
 //! the container's environment belongs to the guest.
+//!
+//! Some defaults follow the container's resource limits (Kubernetes'
+//! `resources.limits`, found in the OCI spec): see [`Limits`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 /// Variables with this prefix configure the shim and are never shown to the guest.
 pub const PREFIX: &str = "WASMHTTP_";
 
 /// One entry per known setting: name, accepted values, default. The README's
 /// configuration table lists the same.
-pub const KNOWN: &[(&str, &str, &str)] = &[(
-    "WASMHTTP_LISTEN",
-    "a socket address (`0.0.0.0:8080`, `[::]:8080`, `127.0.0.1:9000`) or a bare port (`8080`)",
-    "0.0.0.0:8080",
-)];
+pub const KNOWN: &[(&str, &str, &str)] = &[
+    (
+        "WASMHTTP_LISTEN",
+        "a socket address (`0.0.0.0:8080`, `[::]:8080`, `127.0.0.1:9000`) or a bare port (`8080`)",
+        "0.0.0.0:8080",
+    ),
+    (
+        "WASMHTTP_ADMIN_LISTEN",
+        "a socket address or a bare port for /healthz, /readyz and /metrics, or `off`",
+        "0.0.0.0:9090",
+    ),
+    (
+        "WASMHTTP_DRAIN_TIMEOUT",
+        "a duration (`25s`, `500ms`, `2m`) that requests in flight get after SIGTERM",
+        "25s",
+    ),
+    (
+        "WASMHTTP_REQUEST_TIMEOUT",
+        "a duration (`30s`, `1500ms`, `1m`) after which a request is answered 504",
+        "30s",
+    ),
+    (
+        "WASMHTTP_MAX_INSTANCE_MEMORY",
+        "a size (`64Mi`, `1Gi`, `500M`, bytes) one instance's linear memories may grow to",
+        "half the container's memory limit, else 4Gi",
+    ),
+    (
+        "WASMHTTP_MAX_CONCURRENCY",
+        "a positive number of requests served at once; more are answered 503",
+        "64 per CPU of the container's CPU limit (at least 16), at most one per 2Mi of its memory limit, at most 1000",
+    ),
+    (
+        "WASMHTTP_MAX_BODY",
+        "a size (`10Mi`, bytes) a request body may have; larger ones are answered 413",
+        "16Mi",
+    ),
+    (
+        "WASMHTTP_HEADER_TIMEOUT",
+        "a duration within which a client must send a request's headers",
+        "10s",
+    ),
+    (
+        "WASMHTTP_ALLOWED_OUTBOUND_HOSTS",
+        "a comma-separated list of `host`, `host:port`, `*.suffix` (any subdomain), `[v6addr]:port` or `*` (any host)",
+        "none: all outbound HTTP is denied",
+    ),
+    (
+        "WASMHTTP_ACCESS_LOG",
+        "`off` or `json` (one JSON line per request on stderr)",
+        "off",
+    ),
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Where the HTTP listener binds, inside the container's network namespace.
     pub listen: SocketAddr,
+    /// Where /healthz, /readyz and /metrics are served; `None` when `off`.
+    pub admin_listen: Option<SocketAddr>,
+    pub drain_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Bytes one instance's linear memories may grow to, in total.
+    pub max_instance_memory: u64,
+    pub max_concurrency: usize,
+    pub max_body: u64,
+    pub header_timeout: Duration,
+    pub access_log: AccessLog,
+    /// Where the guest may send HTTP requests; empty denies all.
+    pub allowed_outbound_hosts: Vec<HostPattern>,
+}
+
+/// One entry of WASMHTTP_ALLOWED_OUTBOUND_HOSTS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPattern {
+    /// lower case; `*` for any host, `*.suffix` for subdomains of suffix
+    host: String,
+    /// `None`: any port
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    fn parse(entry: &str) -> Option<Self> {
+        let entry = entry.trim().to_ascii_lowercase();
+        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+            let (address, after) = rest.split_once(']')?;
+            address.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = match after.strip_prefix(':') {
+                Some(port) => Some(port.parse().ok()?),
+                None if after.is_empty() => None,
+                None => return None,
+            };
+            (address.to_string(), port)
+        } else {
+            match entry.split_once(':') {
+                Some((host, port)) => (host.to_string(), Some(port.parse().ok()?)),
+                None => (entry.clone(), None),
+            }
+        };
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        let valid = host == "*"
+            || (!name.is_empty()
+                && name
+                    .split('.')
+                    .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')))
+            || host.parse::<std::net::Ipv6Addr>().is_ok();
+        valid.then_some(Self { host, port })
+    }
+
+    /// Whether a request to `host:port` is allowed by this entry.
+    pub fn matches(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host_ok = match self.host.strip_prefix("*.") {
+            _ if self.host == "*" => true,
+            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+            None => host == self.host,
+        };
+        host_ok && self.port.is_none_or(|p| p == port)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Json,
+}
+
+/// What the container may use, from its OCI spec (`linux.resources`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// `memory.limit` in bytes.
+    pub memory: Option<u64>,
+    /// `cpu.quota / cpu.period`.
+    pub cpus: Option<f64>,
+}
+
+/// The pooling allocator's slots: more instances than this cannot exist at once.
+pub const MAX_INSTANCES: usize = 1000;
+const WASM32_MEMORY: u64 = 4 << 30;
+
+impl Limits {
+    fn default_max_instance_memory(&self) -> u64 {
+        // Leave half the limit to the shim, the compiled code and other
+        // instances' pages, so one guest fails its allocation (a 500) before
+        // the kernel kills the whole container. The JavaScript and Python
+        // examples run under 32 MiB and 16 MiB.
+        match self.memory {
+            Some(limit) => (limit / 2).clamp(1 << 20, WASM32_MEMORY),
+            None => WASM32_MEMORY,
+        }
+    }
+
+    fn default_max_concurrency(&self) -> usize {
+        let by_cpu = match self.cpus {
+            Some(cpus) => ((cpus * 64.0).ceil() as usize).max(16),
+            None => MAX_INSTANCES,
+        };
+        // a fresh instance costs at least its dirty pages; 2 MiB is a small one
+        let by_memory = match self.memory {
+            Some(limit) => ((limit >> 21) as usize).max(1),
+            None => MAX_INSTANCES,
+        };
+        by_cpu.min(by_memory).min(MAX_INSTANCES)
+    }
+}
+
+impl Settings {
+    fn defaults(limits: &Limits) -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
+            admin_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9090)),
+            drain_timeout: Duration::from_secs(25),
+            request_timeout: Duration::from_secs(30),
+            max_instance_memory: limits.default_max_instance_memory(),
+            max_concurrency: limits.default_max_concurrency(),
+            max_body: 16 << 20,
+            header_timeout: Duration::from_secs(10),
+            access_log: AccessLog::Off,
+            allowed_outbound_hosts: Vec::new(),
+        }
+    }
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
-        }
+        Self::defaults(&Limits::default())
     }
 }
 
@@ -59,7 +231,10 @@ pub struct Environment {
 
 impl Environment {
     /// Splits `NAME=value` entries (as in an OCI spec's `process.env`).
-    pub fn from_entries<S: AsRef<str>>(entries: &[S]) -> Result<Self, SettingError> {
+    pub fn from_entries<S: AsRef<str>>(
+        entries: &[S],
+        limits: &Limits,
+    ) -> Result<Self, SettingError> {
         let pairs = entries.iter().map(|entry| {
             let entry = entry.as_ref();
             match entry.split_once('=') {
@@ -67,21 +242,90 @@ impl Environment {
                 None => (entry.to_string(), String::new()),
             }
         });
-        Self::from_pairs(pairs)
+        Self::from_pairs(pairs, limits)
     }
 
     pub fn from_pairs(
         pairs: impl IntoIterator<Item = (String, String)>,
+        limits: &Limits,
     ) -> Result<Self, SettingError> {
-        let mut settings = Settings::default();
+        let mut settings = Settings::defaults(limits);
         let mut guest_env = Vec::new();
         for (name, value) in pairs {
             if !name.starts_with(PREFIX) {
                 guest_env.push((name, value));
                 continue;
             }
+            let error = || SettingError {
+                variable: name.clone(),
+                value: value.clone(),
+                accepted: accepted(&name),
+            };
+            let value_str = value.trim();
             match name.as_str() {
-                "WASMHTTP_LISTEN" => settings.listen = parse_listen(&name, &value)?,
+                "WASMHTTP_LISTEN" => {
+                    settings.listen = parse_address(value_str).ok_or_else(error)?
+                }
+                "WASMHTTP_ADMIN_LISTEN" => {
+                    settings.admin_listen = if value_str == "off" {
+                        None
+                    } else {
+                        Some(parse_address(value_str).ok_or_else(error)?)
+                    }
+                }
+                "WASMHTTP_DRAIN_TIMEOUT" => {
+                    settings.drain_timeout = parse_duration(value_str).ok_or_else(error)?
+                }
+                "WASMHTTP_REQUEST_TIMEOUT" => {
+                    settings.request_timeout = parse_duration(value_str)
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(error)?
+                }
+                "WASMHTTP_MAX_INSTANCE_MEMORY" => {
+                    settings.max_instance_memory = parse_size(value_str)
+                        .filter(|size| (1 << 16..=WASM32_MEMORY).contains(size))
+                        .ok_or_else(|| SettingError {
+                            accepted: format!("{}, between 64Ki and 4Gi", accepted(&name)),
+                            ..error()
+                        })?
+                }
+                "WASMHTTP_MAX_CONCURRENCY" => {
+                    settings.max_concurrency = value_str
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_INSTANCES).contains(n))
+                        .ok_or_else(|| SettingError {
+                            accepted: format!("{}, at most {MAX_INSTANCES}", accepted(&name)),
+                            ..error()
+                        })?
+                }
+                "WASMHTTP_MAX_BODY" => {
+                    settings.max_body = parse_size(value_str).ok_or_else(error)?
+                }
+                "WASMHTTP_HEADER_TIMEOUT" => {
+                    settings.header_timeout = parse_duration(value_str)
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(error)?
+                }
+                "WASMHTTP_ALLOWED_OUTBOUND_HOSTS" => {
+                    settings.allowed_outbound_hosts = value_str
+                        .split(',')
+                        .filter(|entry| !entry.trim().is_empty())
+                        .map(|entry| {
+                            HostPattern::parse(entry).ok_or_else(|| SettingError {
+                                accepted: format!("{} (the entry {:?} is none of these)", accepted(&name), entry.trim()),
+                                ..error()
+                            })
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+                "WASMHTTP_ACCESS_LOG" => {
+                    settings.access_log = match value_str {
+                        "off" | "" => AccessLog::Off,
+                        "json" => AccessLog::Json,
+                        _ => return Err(error()),
+                    }
+                }
                 _ => {
                     let known: Vec<&str> = KNOWN.iter().map(|(n, _, _)| *n).collect();
                     return Err(SettingError {
@@ -110,27 +354,69 @@ fn accepted(name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn parse_listen(name: &str, value: &str) -> Result<SocketAddr, SettingError> {
-    let error = || SettingError {
-        variable: name.into(),
-        value: value.into(),
-        accepted: accepted(name),
-    };
+fn parse_address(value: &str) -> Option<SocketAddr> {
     if let Ok(addr) = value.parse::<SocketAddr>() {
-        return Ok(addr);
+        return Some(addr);
     }
-    let port: u16 = value.parse().map_err(|_| error())?;
-    Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+    let port: u16 = value.parse().ok()?;
+    Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+}
+
+/// `250ms`, `30s`, `2m`, `1h`; a bare number is seconds.
+fn parse_duration(value: &str) -> Option<Duration> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" | "" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds >= 0.0 && seconds < 1e9).then(|| Duration::from_secs_f64(seconds))
+}
+
+/// Kubernetes quantities: `64Mi`, `1Gi`, `500M`, `10k`, or bytes.
+fn parse_size(value: &str) -> Option<u64> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" | "K" => 1000,
+        "M" => 1000_000,
+        "G" => 1000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" | "MiB" => 1 << 20,
+        "Gi" | "GiB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(entries: &[&str]) -> Result<Environment, SettingError> {
+        Environment::from_entries(entries, &Limits::default())
+    }
+
     #[test]
     fn defaults_without_settings() {
-        let env = Environment::from_entries(&["PATH=/bin", "GREETING=hi"]).unwrap();
+        let env = parse(&["PATH=/bin", "GREETING=hi"]).unwrap();
+        assert_eq!(env.settings, Settings::default());
         assert_eq!(env.settings.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(env.settings.admin_listen, Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(env.settings.drain_timeout, Duration::from_secs(25));
+        assert_eq!(env.settings.request_timeout, Duration::from_secs(30));
+        assert_eq!(env.settings.max_instance_memory, 4 << 30);
+        assert_eq!(env.settings.max_concurrency, MAX_INSTANCES);
         assert_eq!(
             env.guest_env,
             vec![
@@ -142,8 +428,7 @@ mod tests {
 
     #[test]
     fn settings_are_taken_out_of_the_guest_env() {
-        let env = Environment::from_entries(&["WASMHTTP_LISTEN=127.0.0.1:9000", "A=b=c", "EMPTY"])
-            .unwrap();
+        let env = parse(&["WASMHTTP_LISTEN=127.0.0.1:9000", "A=b=c", "EMPTY"]).unwrap();
         assert_eq!(env.settings.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(
             env.guest_env,
@@ -153,25 +438,106 @@ mod tests {
 
     #[test]
     fn listen_accepts_ipv6_and_bare_ports() {
-        let v6 = Environment::from_entries(&["WASMHTTP_LISTEN=[::1]:81"]).unwrap();
+        let v6 = parse(&["WASMHTTP_LISTEN=[::1]:81"]).unwrap();
         assert_eq!(v6.settings.listen, "[::1]:81".parse().unwrap());
-        let port = Environment::from_entries(&["WASMHTTP_LISTEN=9090"]).unwrap();
+        let port = parse(&["WASMHTTP_LISTEN=9090"]).unwrap();
         assert_eq!(port.settings.listen, "0.0.0.0:9090".parse().unwrap());
+        let off = parse(&["WASMHTTP_ADMIN_LISTEN=off"]).unwrap();
+        assert_eq!(off.settings.admin_listen, None);
     }
 
     #[test]
-    fn bad_listen_names_variable_value_and_what_is_accepted() {
-        let err = Environment::from_entries(&["WASMHTTP_LISTEN=localhost:http"]).unwrap_err();
+    fn bad_values_name_variable_value_and_what_is_accepted() {
+        let err = parse(&["WASMHTTP_LISTEN=localhost:http"]).unwrap_err();
         let message = err.to_string();
         assert!(message.contains("WASMHTTP_LISTEN"), "{message}");
         assert!(message.contains("\"localhost:http\""), "{message}");
         assert!(message.contains("socket address"), "{message}");
-        assert!(Environment::from_entries(&["WASMHTTP_LISTEN=70000"]).is_err());
+        assert!(parse(&["WASMHTTP_LISTEN=70000"]).is_err());
+        for (entry, says) in [
+            ("WASMHTTP_DRAIN_TIMEOUT=soon", "duration"),
+            ("WASMHTTP_REQUEST_TIMEOUT=0s", "duration"),
+            ("WASMHTTP_MAX_INSTANCE_MEMORY=8Gi", "between 64Ki and 4Gi"),
+            ("WASMHTTP_MAX_INSTANCE_MEMORY=lots", "size"),
+            ("WASMHTTP_MAX_CONCURRENCY=0", "at most 1000"),
+            ("WASMHTTP_MAX_CONCURRENCY=5000", "at most 1000"),
+            ("WASMHTTP_MAX_BODY=1Ti", "size"),
+            ("WASMHTTP_ACCESS_LOG=yaml", "json"),
+            ("WASMHTTP_ADMIN_LISTEN=no", "off"),
+        ] {
+            let message = parse(&[entry]).unwrap_err().to_string();
+            let (name, value) = entry.split_once('=').unwrap();
+            assert!(
+                message.contains(name) && message.contains(&format!("{value:?}")) && message.contains(says),
+                "{entry}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_size("64Mi"), Some(64 << 20));
+        assert_eq!(parse_size("500M"), Some(500_000_000));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("1.5Gi"), None);
+    }
+
+    #[test]
+    fn defaults_follow_the_container_limits() {
+        let pod = Limits {
+            memory: Some(128 << 20),
+            cpus: Some(0.5),
+        };
+        let env = Environment::from_entries(&["A=b"], &pod).unwrap();
+        assert_eq!(env.settings.max_instance_memory, 64 << 20);
+        // 0.5 CPU: 32 by CPU, raised to the floor of 16; memory allows 64
+        assert_eq!(env.settings.max_concurrency, 32);
+        let tiny = Limits {
+            memory: Some(16 << 20),
+            cpus: Some(4.0),
+        };
+        assert_eq!(tiny.default_max_concurrency(), 8);
+        // an explicit value wins over the derived one
+        let env = Environment::from_entries(&["WASMHTTP_MAX_CONCURRENCY=3"], &pod).unwrap();
+        assert_eq!(env.settings.max_concurrency, 3);
+    }
+
+    #[test]
+    fn outbound_host_patterns() {
+        let env = parse(&[
+            "WASMHTTP_ALLOWED_OUTBOUND_HOSTS=api.example.com, *.svc.cluster.local ,127.0.0.1:8080,[::1]:9000",
+        ])
+        .unwrap();
+        let allowed = |host: &str, port: u16| {
+            env.settings
+                .allowed_outbound_hosts
+                .iter()
+                .any(|p| p.matches(host, port))
+        };
+        assert!(allowed("api.example.com", 443));
+        assert!(allowed("API.Example.com", 80));
+        assert!(!allowed("example.com", 443));
+        assert!(!allowed("evil-api.example.com", 443));
+        assert!(allowed("db.default.svc.cluster.local", 5432));
+        assert!(!allowed("svc.cluster.local", 80), "a wildcard covers subdomains only");
+        assert!(allowed("127.0.0.1", 8080));
+        assert!(!allowed("127.0.0.1", 8081));
+        assert!(allowed("[::1]", 9000));
+        assert!(!parse(&["A=b"]).unwrap().settings.allowed_outbound_hosts.iter().any(|p| p.matches("x", 1)));
+        let any = parse(&["WASMHTTP_ALLOWED_OUTBOUND_HOSTS=*"]).unwrap();
+        assert!(any.settings.allowed_outbound_hosts[0].matches("anything.at.all", 1));
+        let err = parse(&["WASMHTTP_ALLOWED_OUTBOUND_HOSTS=ok.com,bad host,x:port"]).unwrap_err();
+        assert!(err.to_string().contains("\"bad host\""), "{err}");
     }
 
     #[test]
     fn unknown_settings_are_refused_not_ignored() {
-        let err = Environment::from_entries(&["WASMHTTP_LISTNE=:80"]).unwrap_err();
+        let err = parse(&["WASMHTTP_LISTNE=:80"]).unwrap_err();
         assert_eq!(err.variable, "WASMHTTP_LISTNE");
         assert!(err.to_string().contains("WASMHTTP_LISTEN"), "{err}");
     }

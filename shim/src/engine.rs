@@ -5,6 +5,7 @@
 //! [`precompile`]: crate::precompile
 
 use std::hash::Hasher;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -26,6 +27,10 @@ pub fn new_engine() -> Result<Engine> {
     // from the component's data segments instead of copied.
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
     config.memory_init_cow(true);
+    // WASMHTTP_REQUEST_TIMEOUT must stop a guest that never yields (an
+    // infinite loop): compiled code checks an epoch counter that
+    // `start_epoch_ticker` advances. Part of the artifact's compatibility hash.
+    config.epoch_interruption(true);
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("configuring wasmtime")
@@ -47,6 +52,29 @@ fn pooling_config() -> PoolingAllocationConfig {
     pooling.max_core_instance_size(16 << 20);
     pooling.max_component_instance_size(16 << 20);
     pooling
+}
+
+/// How often the epoch advances: the granularity of request timeouts.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The epoch deadline that matches `timeout`, rounded up.
+pub fn epoch_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] for as long as it exists.
+pub fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("wasmhttp-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("starting the epoch thread");
 }
 
 /// A stable identifier of everything that decides whether an artifact can be

@@ -1,20 +1,28 @@
 //! What a guest instance sees of the world: its environment, arguments and
-//! stdio, and nothing else. Capabilities are deny-by-default: no preopened
-//! directories, no sockets, no name lookups, no outbound HTTP, none of the
-//! host's environment.
+//! stdio, outbound HTTP to the allowed hosts, and nothing else. Capabilities
+//! are deny-by-default: no preopened directories, no sockets, no name
+//! lookups, none of the host's environment.
+
+use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::config::HostPattern;
+
 /// The guest's view of the container, shared by every instance of a process.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestConfig {
     /// The container's environment minus the shim's `WASMHTTP_*` settings.
     pub env: Vec<(String, String)>,
     /// The container's `process.args`, program name first.
     pub args: Vec<String>,
+    /// Bytes all of one instance's linear memories may take together.
+    pub max_memory: u64,
+    /// Hosts the guest may send HTTP requests to (WASMHTTP_ALLOWED_OUTBOUND_HOSTS).
+    pub outbound: Arc<Vec<HostPattern>>,
 }
 
 /// The `T` of every `Store<T>`: one per request (or per command run).
@@ -22,7 +30,8 @@ pub struct GuestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyOutbound,
+    hooks: OutboundPolicy,
+    pub memory: MemoryBudget,
 }
 
 impl GuestState {
@@ -35,8 +44,89 @@ impl GuestState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: DenyOutbound,
+            hooks: OutboundPolicy {
+                allowed: config.outbound.clone(),
+            },
+            memory: MemoryBudget {
+                limit: usize::try_from(config.max_memory).unwrap_or(usize::MAX),
+                used: 0,
+            },
         }
+    }
+}
+
+/// `WASMHTTP_MAX_INSTANCE_MEMORY` for one instance: the sum of its linear
+/// memories (a componentize-js guest has several). Growth past it fails the
+/// way running out of memory does in wasm (`memory.grow` returns -1), so the
+/// guest fails its own request instead of the kernel killing the container.
+pub struct MemoryBudget {
+    limit: usize,
+    used: usize,
+}
+
+impl MemoryBudget {
+    pub fn used(&self) -> usize {
+        self.used
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryBudget {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let after = self.used - current + desired;
+        if after > self.limit {
+            return Ok(false);
+        }
+        self.used = after;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// A store for one guest instance, with its memory budget enforced.
+pub fn new_store(engine: &wasmtime::Engine, config: &GuestConfig) -> wasmtime::Store<GuestState> {
+    let mut store = wasmtime::Store::new(engine, GuestState::new(config));
+    store.limiter(|state| &mut state.memory);
+    // The engine interrupts guests by epoch (request timeouts); a store that
+    // sets no deadline of its own runs without one.
+    store.set_epoch_deadline(NO_DEADLINE);
+    store
+}
+
+/// Epoch ticks no process lives to see (about 146 years of 10 ms ticks).
+const NO_DEADLINE: u64 = 1 << 62;
+
+/// A guest stopped by its epoch deadline (WASMHTTP_REQUEST_TIMEOUT).
+#[derive(Debug)]
+pub struct TimedOut;
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the guest was stopped at the request timeout")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// Turns a guest call's error into [`TimedOut`] when the epoch deadline
+/// stopped it, so callers can answer 504 rather than 500.
+pub fn classify(err: wasmtime::Error) -> anyhow::Error {
+    if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        anyhow::Error::new(TimedOut)
+    } else {
+        anyhow::Error::from(err)
     }
 }
 
@@ -68,19 +158,43 @@ impl WasiHttpView for GuestState {
     }
 }
 
-/// Outbound HTTP is refused with wasi:http's own error code, so a guest sees a
-/// clean `HTTP-request-denied` instead of a hang or a trap.
-struct DenyOutbound;
+/// Outbound HTTP goes only to the allowed hosts (over TLS with the bundled
+/// webpki root certificates for https, so a `FROM scratch` image needs no CA
+/// files); anything else is refused with wasi:http's own error code, so a
+/// guest sees a clean `HTTP-request-denied` instead of a hang or a trap.
+struct OutboundPolicy {
+    allowed: Arc<Vec<HostPattern>>,
+}
 
-impl WasiHttpHooks for DenyOutbound {
+impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        _request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>
     {
-        Box::new(async { Err(HttpError::HttpRequestDenied) })
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let allowed = uri
+            .host()
+            .is_some_and(|host| self.allowed.iter().any(|p| p.matches(host, port)));
+        if !allowed {
+            eprintln!(
+                "wasmhttp: outbound request to {} denied (not in WASMHTTP_ALLOWED_OUTBOUND_HOSTS)",
+                uri.authority().map(|a| a.as_str()).unwrap_or("?")
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as IoFuture,
+            ))
+        })
     }
 }
 

@@ -5,11 +5,13 @@
 //! and `image` packages components for containerd. `wasmhttp serve` and the
 //! shim both go through [`runner::run`].
 
+pub mod admin;
 pub mod command;
 pub mod config;
 pub mod engine;
 pub mod guest;
 pub mod image;
+pub mod metrics;
 pub mod precompile;
 pub mod runner;
 pub mod serve;

@@ -1,17 +1,20 @@
 //! The one path from "a component and its container settings" to a running
 //! guest, shared by the containerd shim and `wasmhttp serve`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use wasmtime::component::Component;
 
+use crate::admin;
 use crate::command;
 use crate::config::Environment;
 use crate::engine;
 use crate::guest::GuestConfig;
-use crate::serve::HttpServer;
+use crate::serve::{HttpServer, ServerState};
 use crate::world::World;
 
 /// Where the component's code comes from.
@@ -44,7 +47,17 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         env,
         args,
     } = prepared;
+    let settings = env.settings;
+    let mut stops = stop_signals()?;
+    let state = Arc::new(ServerState::default());
+    // The admin endpoints come first: /healthz answers (and /readyz says
+    // "starting") while a large component is still being compiled.
+    if let (World::HttpHandler, Some(addr)) = (world, settings.admin_listen) {
+        let bound = admin::start(addr, state.clone()).await?;
+        eprintln!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
+    }
     let engine = engine::new_engine()?;
+    engine::start_epoch_ticker(&engine);
     let started = Instant::now();
     let component = load(&engine, code)?;
     eprintln!(
@@ -54,23 +67,21 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     let guest = GuestConfig {
         env: env.guest_env,
         args,
+        max_memory: settings.max_instance_memory,
+        outbound: Arc::new(settings.allowed_outbound_hosts.clone()),
     };
 
     match world {
         World::HttpHandler => {
-            let server = HttpServer::bind(&component, guest, env.settings.listen).await?;
+            let server = HttpServer::bind(&component, guest, &settings, state).await?;
             eprintln!("wasmhttp: serving HTTP on {}", server.local_addr());
-            server
-                .run(async {
-                    stop_signal().await.ok();
-                })
-                .await?;
+            server.run(&mut stops).await?;
             eprintln!("wasmhttp: stopped");
             Ok(0)
         }
         World::Command => tokio::select! {
             code = command::run(&component, &guest) => code,
-            signal = stop_signal() => Ok(128 + signal?),
+            Some(signal) = stops.recv() => Ok(128 + signal),
         },
     }
 }
@@ -91,15 +102,25 @@ fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Component> {
     }
 }
 
-/// Resolves with the signal number of the first SIGTERM or SIGINT.
-pub async fn stop_signal() -> Result<i32> {
+/// Every SIGTERM and SIGINT, as its signal number: the first one starts the
+/// drain, a second one ends it.
+fn stop_signals() -> Result<mpsc::Receiver<i32>> {
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = terminate.recv() => libc_signal::SIGTERM,
-        _ = interrupt.recv() => libc_signal::SIGINT,
-    })
+    let (sender, receiver) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let signal = tokio::select! {
+                _ = terminate.recv() => libc_signal::SIGTERM,
+                _ = interrupt.recv() => libc_signal::SIGINT,
+            };
+            if sender.send(signal).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(receiver)
 }
 
 mod libc_signal {

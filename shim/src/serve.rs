@@ -1,43 +1,65 @@
-//! The HTTP side: a hyper listener that hands every request to a fresh
-//! instance of the guest's `wasi:http/incoming-handler`.
+//! The HTTP side: a hyper listener (HTTP/1.1 and HTTP/2 with prior knowledge
+//! on one port) that hands every request to a fresh instance of the guest's
+//! `wasi:http/incoming-handler`.
 //!
 //! One engine and one pre-instantiated component ([`ProxyPre`]) per process;
 //! one `Store` and instance per request, so no state leaks between requests
-//! and a guest that traps only loses the request it was handling.
+//! and a guest that traps only loses the request it was handling. Every limit
+//! is enforced here, before or around the guest, so that one bad client or
+//! guest costs its own request and never the server.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use wasmtime::Store;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::config::{AccessLog, Settings};
+use crate::engine;
 use crate::guest::{self, GuestConfig, GuestState};
+use crate::metrics::{Metrics, Rejection};
 
-/// How long open connections get to finish after a stop signal. Configurable
-/// draining comes with the production settings; this bound keeps a stuck
-/// client from holding the container forever.
-const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// What the admin listener reports about the server; shared with it.
+#[derive(Default)]
+pub struct ServerState {
+    /// The component is loaded and the listener bound.
+    pub ready: AtomicBool,
+    /// A stop signal arrived: in-flight requests finish, nothing new starts.
+    pub draining: AtomicBool,
+    pub metrics: Metrics,
+}
+
+impl ServerState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
+}
 
 struct Handler {
     pre: ProxyPre<GuestState>,
     guest: GuestConfig,
+    settings: Settings,
+    /// One permit per request being served (WASMHTTP_MAX_CONCURRENCY).
+    slots: Arc<Semaphore>,
+    state: Arc<ServerState>,
 }
 
 /// A bound listener with its guest, ready to serve.
@@ -52,7 +74,8 @@ impl HttpServer {
     pub async fn bind(
         component: &Component,
         guest: GuestConfig,
-        listen: SocketAddr,
+        settings: &Settings,
+        state: Arc<ServerState>,
     ) -> Result<Self> {
         let linker = guest::linker(component.engine())?;
         let pre = linker
@@ -60,12 +83,19 @@ impl HttpServer {
             .and_then(ProxyPre::new)
             .map_err(anyhow::Error::from)
             .context("the component's imports cannot be satisfied by WASI 0.2 and wasi:http")?;
+        let listen = settings.listen;
         let listener = TcpListener::bind(listen).await.with_context(|| {
             format!("cannot listen on {listen} (set WASMHTTP_LISTEN to choose another address)")
         })?;
         Ok(Self {
             listener,
-            handler: Arc::new(Handler { pre, guest }),
+            handler: Arc::new(Handler {
+                pre,
+                guest,
+                settings: settings.clone(),
+                slots: Arc::new(Semaphore::new(settings.max_concurrency)),
+                state,
+            }),
         })
     }
 
@@ -75,15 +105,28 @@ impl HttpServer {
             .expect("a bound TCP listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets open
-    /// connections finish their current request.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+    /// Serves until the first stop signal arrives on `stops`, then drains:
+    /// no new connections, idle keep-alive connections closed, requests in
+    /// flight finished, all within WASMHTTP_DRAIN_TIMEOUT; a second signal
+    /// ends the drain at once.
+    pub async fn run(self, stops: &mut mpsc::Receiver<i32>) -> Result<()> {
         let graceful = GracefulShutdown::new();
-        let mut http = http1::Builder::new();
-        http.keep_alive(true);
-        tokio::pin!(shutdown);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            // a client that dribbles its headers (slowloris) is cut off
+            .header_read_timeout(self.handler.settings.header_timeout)
+            .max_buf_size(MAX_HEADER_BYTES);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_BYTES as u32);
+        let builder = Arc::new(builder);
+        self.handler.state.ready.store(true, Ordering::SeqCst);
         loop {
-            let (stream, _peer) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(err) => {
@@ -93,93 +136,258 @@ impl HttpServer {
                         continue;
                     }
                 },
-                () = &mut shutdown => break,
+                _ = stops.recv() => break,
             };
             // Responses are written in several small frames; don't let Nagle delay them.
             let _ = stream.set_nodelay(true);
             let handler = self.handler.clone();
             let service = service_fn(move |req| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(req).await) }
+                async move { Ok::<_, Infallible>(handler.handle(req, peer).await) }
             });
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 // A client that goes away mid-request is not the server's problem.
                 let _ = connection.await;
             });
         }
+
+        let state = &self.handler.state;
+        state.draining.store(true, Ordering::SeqCst);
         drop(self.listener);
-        eprintln!("wasmhttp: stop requested, no longer accepting connections");
-        if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            eprintln!("wasmhttp: connections still open after {DRAIN_LIMIT:?}, closing them");
+        let limit = self.handler.settings.drain_timeout;
+        eprintln!(
+            "wasmhttp: stop requested: no new connections; draining {} request(s) in flight (up to {limit:?})",
+            state.metrics.in_flight()
+        );
+        tokio::select! {
+            () = graceful.shutdown() => eprintln!("wasmhttp: drained"),
+            () = tokio::time::sleep(limit) => eprintln!(
+                "wasmhttp: {} request(s) still in flight after WASMHTTP_DRAIN_TIMEOUT={limit:?}; closing them",
+                state.metrics.in_flight()
+            ),
+            _ = stops.recv() => eprintln!("wasmhttp: second stop signal: exiting without waiting"),
         }
         Ok(())
     }
 }
 
+/// Request line plus headers, per request (hyper answers 431 beyond it).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 impl Handler {
-    async fn handle(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
+        let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
-        match self.call_guest(req).await {
-            Ok(response) => response,
-            Err(err) => {
+        let version = req.version();
+        let response = self.respond(req).await;
+        let status = response.status().as_u16();
+        let took = started.elapsed();
+        self.state.metrics.responded(status, took);
+        if self.settings.access_log == AccessLog::Json {
+            access_log(peer, &method, &uri, version, status, took);
+        }
+        response
+    }
+
+    async fn respond(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        let metrics = &self.state.metrics;
+        if declared_length(&req).is_some_and(|length| length > self.settings.max_body) {
+            metrics.rejected(Rejection::BodyTooLarge);
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("413 Payload Too Large: the body exceeds WASMHTTP_MAX_BODY={} bytes\n", self.settings.max_body),
+            );
+        }
+        // Beyond the cap, say so at once rather than queue without bound.
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            metrics.rejected(Rejection::Overloaded);
+            let mut response = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: the server is at WASMHTTP_MAX_CONCURRENCY; retry\n".into(),
+            );
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+            return response;
+        };
+        let _in_flight = metrics.start();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let answer =
+            tokio::time::timeout(self.settings.request_timeout, self.call_guest(req, permit)).await;
+        // the epoch deadline and the timer race: either means "too slow"
+        let answer = match answer {
+            Ok(Err(err)) if err.is::<guest::TimedOut>() => Err(()),
+            Ok(result) => Ok(result),
+            Err(_) => Err(()),
+        };
+        match answer {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
                 eprintln!("wasmhttp: {method} {uri}: {err:#}");
-                internal_error()
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "500 Internal Server Error: the WebAssembly handler failed; the container log says why\n"
+                        .into(),
+                )
+            }
+            Err(()) => {
+                metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "wasmhttp: {method} {uri}: no response within WASMHTTP_REQUEST_TIMEOUT={:?}; the guest was stopped",
+                    self.settings.request_timeout
+                );
+                plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "504 Gateway Timeout: the WebAssembly handler did not answer in time\n".into(),
+                )
             }
         }
     }
 
-    async fn call_guest(&self, req: Request<Incoming>) -> Result<Response<HyperOutgoingBody>> {
-        let mut store = Store::new(self.pre.engine(), GuestState::new(&self.guest));
+    async fn call_guest(
+        &self,
+        req: Request<Incoming>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Response<HyperOutgoingBody>> {
+        let mut store = guest::new_store(self.pre.engine(), &self.guest);
+        // Stops a guest that computes past the request timeout (an infinite
+        // loop never yields to the timer above).
+        store.set_epoch_deadline(engine::epoch_ticks(self.settings.request_timeout));
+        store.epoch_deadline_trap();
         let (sender, receiver) = tokio::sync::oneshot::channel();
+        let max_body = self.settings.max_body;
+        let req = req.map(|body| {
+            // bodies without a declared length are cut at the cap as well
+            http_body_util::Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
+                .map_err(move |err| {
+                    if err.is::<http_body_util::LengthLimitError>() {
+                        ErrorCode::HttpRequestBodySize(Some(max_body))
+                    } else {
+                        // the client went away or broke the framing
+                        ErrorCode::HttpProtocolError
+                    }
+                })
+        });
         let req = store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
+        let state = self.state.clone();
 
         // The guest runs in its own task because it keeps running after it
         // has handed over the response head: it still has to stream the body.
-        let guest = tokio::task::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-        });
+        // It holds its concurrency permit until it is done.
+        let guest = AbortOnDrop(Some(tokio::task::spawn(async move {
+            let _permit = permit;
+            let instantiating = Instant::now();
+            let result = match pre.instantiate_async(&mut store).await {
+                Ok(proxy) => {
+                    state.metrics.instantiation.observe(instantiating.elapsed());
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, req, out)
+                        .await
+                }
+                Err(err) => Err(err),
+            };
+            let result = result.map_err(guest::classify);
+            if let Err(err) = &result
+                && !err.is::<guest::TimedOut>()
+            {
+                state.metrics.traps.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        })));
 
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                guest.detach();
+                Ok(response)
+            }
             Ok(Err(code)) => Err(anyhow!("the guest answered with the error code {code:?}")),
             // The sender is dropped with the store: the guest finished or
             // failed without ever setting a response.
-            Err(_) => match guest.await {
+            Err(_) => match guest.join().await {
                 Ok(Ok(())) => bail!("the guest returned without setting a response"),
-                Ok(Err(err)) => {
-                    Err(anyhow::Error::from(err).context("the guest failed before responding"))
-                }
+                Ok(Err(err)) => Err(err.context("the guest failed before responding")),
                 Err(join) => Err(anyhow!(join).context("the guest task panicked")),
             },
         }
     }
 }
 
-fn internal_error() -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from_static(
-        b"500 Internal Server Error: the WebAssembly handler failed; the container log says why\n",
-    ))
-    .map_err(|never| match never {})
-    .boxed_unsync();
+/// The guest task of a request: aborted when the request is given up
+/// (timeout, client gone) before a response, left to stream once it has one.
+struct AbortOnDrop<T>(Option<JoinHandle<T>>);
+
+impl<T> AbortOnDrop<T> {
+    fn detach(mut self) {
+        self.0.take();
+    }
+
+    fn join(mut self) -> JoinHandle<T> {
+        self.0.take().expect("joined once")
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(hyper::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn plain(status: StatusCode, text: String) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
     let mut response = Response::new(body);
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain"),
     );
     response
+}
+
+fn access_log(
+    peer: SocketAddr,
+    method: &hyper::Method,
+    uri: &hyper::Uri,
+    version: hyper::Version,
+    status: u16,
+    took: Duration,
+) {
+    let time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let line = serde_json::json!({
+        "time": time,
+        "remote": peer.to_string(),
+        "method": method.as_str(),
+        "path": uri.to_string(),
+        "protocol": format!("{version:?}"),
+        "status": status,
+        "duration_ms": took.as_secs_f64() * 1e3,
+    });
+    eprintln!("{line}");
 }

@@ -19,7 +19,7 @@ use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
 use containerd_shim_wasm::shim::{Compiler, Shim, Version, version};
 use wasmtime::Engine;
 
-use crate::config::Environment;
+use crate::config::{Environment, Limits};
 use crate::engine;
 use crate::precompile::{self, Bundle, RAW_WASM_LAYERS};
 use crate::runner::{self, ComponentCode, Prepared};
@@ -132,7 +132,7 @@ impl Sandbox for WasmHttpSandbox {
 /// entrypoint if the cache has one, else a bare component layer, else the
 /// entrypoint's file in the rootfs.
 fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
-    let env = Environment::from_entries(ctx.envs())?;
+    let env = Environment::from_entries(ctx.envs(), &limits_of(ctx.spec()))?;
     let args: Vec<String> = ctx.args().to_vec();
     let entrypoint = args
         .first()
@@ -163,6 +163,23 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
         env,
         args,
     })
+}
+
+/// The container's resource limits (Kubernetes `resources.limits`), which
+/// some settings' defaults follow.
+fn limits_of(spec: &oci_spec::runtime::Spec) -> Limits {
+    let resources = spec.linux().as_ref().and_then(|linux| linux.resources().as_ref());
+    let memory = resources
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|limit| *limit > 0)
+        .map(|limit| limit as u64);
+    let cpus = resources
+        .and_then(|r| r.cpu().as_ref())
+        .and_then(|cpu| Some((cpu.quota()?, cpu.period()?)))
+        .filter(|(quota, period)| *quota > 0 && *period > 0)
+        .map(|(quota, period)| quota as f64 / period as f64);
+    Limits { memory, cpus }
 }
 
 fn absolute_in_container(entrypoint: &str) -> PathBuf {

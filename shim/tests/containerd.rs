@@ -67,6 +67,14 @@ const CASES: &[harness::Case<Suite>] = &[
         "bad_setting_fails_to_start_naming_the_variable",
         bad_setting_fails_to_start_naming_the_variable,
     ),
+    (
+        "sigterm_drains_requests_in_flight",
+        sigterm_drains_requests_in_flight,
+    ),
+    (
+        "the_container_memory_limit_caps_each_instance",
+        the_container_memory_limit_caps_each_instance,
+    ),
 ];
 
 fn main() {
@@ -549,4 +557,62 @@ fn bad_setting_fails_to_start_naming_the_variable(s: &Suite) {
         "the accepted values are not named\n{output}"
     );
     s.containerd.assert_cleaned_up("bad-listen");
+}
+
+fn sigterm_drains_requests_in_flight(s: &Suite) {
+    let image = s.import_fixture("slow");
+    let (addr, listen) = loopback();
+    let (admin, admin_listen) = loopback();
+    let mut task = s.containerd.run(
+        "drain-1",
+        &image,
+        &[("WASMHTTP_LISTEN", &listen), ("WASMHTTP_ADMIN_LISTEN", &admin_listen)],
+        &[],
+        &[],
+    );
+    serving(addr, &mut task);
+    assert_eq!(http::get(admin, "/readyz").unwrap().status, 200);
+    let in_flight: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || http::get(addr, "/sleep/800")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    s.stop(&mut task);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "draining requests that needed < 1 s took {:?}",
+        stopping.elapsed()
+    );
+    for request in in_flight {
+        let response = request.join().unwrap().unwrap();
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "slow fixture: done\n"),
+            "a request in flight was lost\n{}",
+            task.output()
+        );
+    }
+    assert!(task.stderr().contains("drained"), "{}", task.output());
+}
+
+/// With `--memory-limit` (what Kubernetes' `resources.limits.memory` sets in
+/// the OCI spec) and no WASMHTTP_MAX_INSTANCE_MEMORY, a guest that grows
+/// without end fails its own request instead of getting the container killed.
+fn the_container_memory_limit_caps_each_instance(s: &Suite) {
+    let image = s.import_fixture("grow-memory");
+    let (addr, listen) = loopback();
+    let mut task = s.containerd.run(
+        "memory-1",
+        &image,
+        &[("WASMHTTP_LISTEN", &listen)],
+        &["--memory-limit", &(128u64 << 20).to_string()],
+        &[],
+    );
+    serving(addr, &mut task);
+    for _ in 0..3 {
+        assert_eq!(http::get(addr, "/").unwrap().status, 500);
+        assert!(task.is_running(), "the container died\n{}", task.output());
+    }
+    assert!(task.stderr().contains("wasm trap"), "{}", task.output());
+    s.stop(&mut task);
 }

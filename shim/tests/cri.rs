@@ -441,6 +441,15 @@ fn pod_serves_in_its_network_namespace_and_stops_cleanly(s: &Suite) {
         ContainerState::ContainerRunning as i32
     );
     pod.wait_for_log("hello", "stdout F hello fixture: handling a request");
+    // what the example Deployments' probes ask, on the admin port
+    let ready = pod.get(9090, "/readyz");
+    assert_eq!((ready.status, ready.text().as_str()), (200, "ready\n"));
+    assert_eq!(pod.get(9090, "/healthz").status, 200);
+    let metrics = pod.get(9090, "/metrics").text();
+    assert!(
+        metrics.contains("wasmhttp_requests_total{status=\"200\"} 1"),
+        "{metrics}"
+    );
 
     let stopping = Instant::now();
     s.call(pod.cri.stop_container(StopContainerRequest {
@@ -474,7 +483,12 @@ fn two_wasm_containers_serve_one_pod_on_their_own_ports(s: &Suite) {
     pod.started(
         "echo",
         "wasmhttp-test/cri-echo:2",
-        &[("WASMHTTP_LISTEN", "0.0.0.0:8081"), ("WHO", "echo")],
+        // two containers in one pod share its ports: the second moves both listeners
+        &[
+            ("WASMHTTP_LISTEN", "0.0.0.0:8081"),
+            ("WASMHTTP_ADMIN_LISTEN", "0.0.0.0:9091"),
+            ("WHO", "echo"),
+        ],
     );
 
     let hello = pod.get(8080, "/");

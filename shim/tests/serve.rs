@@ -12,6 +12,7 @@ use support::http::{self, free_port, wait_until_serving};
 struct Served {
     child: Child,
     addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
     stderr: PathBuf,
     _dir: TempDir,
 }
@@ -32,22 +33,32 @@ fn temp_dir(name: &str) -> TempDir {
 
 fn wasmhttp() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhttp"));
-    // Only what a test sets explicitly reaches the CLI's settings.
-    command.env_remove("WASMHTTP_LISTEN");
+    // Only what a test sets explicitly reaches the CLI's settings; the admin
+    // listener is off unless a test asks for it (tests run in parallel, and
+    // its default port is fixed).
+    for (name, _) in std::env::vars() {
+        if name.starts_with("WASMHTTP_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("WASMHTTP_ADMIN_LISTEN", "off");
     command
 }
 
-/// Starts `wasmhttp serve COMPONENT` on a free loopback port.
+/// Starts `wasmhttp serve COMPONENT` on a free loopback port, with the admin
+/// listener on another, and waits until /readyz says ready (so that no
+/// request of the helper's reaches the guest or its metrics).
 fn serve(name: &str, component: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
     let dir = temp_dir(name);
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let stderr = dir.0.join("stderr");
     let child = wasmhttp()
         .arg("serve")
         .arg(component)
         .args(["--listen", &addr.to_string()])
         .args(extra)
+        .env("WASMHTTP_ADMIN_LISTEN", admin.to_string())
         .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).unwrap())
@@ -56,11 +67,12 @@ fn serve(name: &str, component: &Path, extra: &[&str], env: &[(&str, &str)]) -> 
     let mut served = Served {
         child,
         addr,
+        admin,
         stderr,
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while wait_until_serving(addr, Duration::from_millis(200)).is_err() {
+    while !http::get(admin, "/readyz").is_ok_and(|r| r.status == 200) {
         assert!(
             served.child.try_wait().unwrap().is_none(),
             "wasmhttp serve exited:\n{}",
@@ -68,9 +80,10 @@ fn serve(name: &str, component: &Path, extra: &[&str], env: &[(&str, &str)]) -> 
         );
         assert!(
             Instant::now() < deadline,
-            "wasmhttp serve never answered:\n{}",
+            "wasmhttp serve never became ready:\n{}",
             served.log()
         );
+        std::thread::sleep(Duration::from_millis(25));
     }
     served
 }
@@ -80,8 +93,13 @@ impl Served {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    fn terminate(mut self) -> ExitStatus {
+    fn terminate(self) -> ExitStatus {
         nix_kill(self.child.id(), 15);
+        self.terminate_wait()
+    }
+
+    /// Waits for the exit a signal already asked for.
+    fn terminate_wait(mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -194,24 +212,273 @@ fn traps_and_missing_responses_are_500s_and_serving_goes_on() {
     assert_eq!(http::get(silent.addr, "/").unwrap().status, 500);
 }
 
+fn metric(admin: std::net::SocketAddr, line_start: &str) -> f64 {
+    let text = http::get(admin, "/metrics").unwrap().text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{line_start} not in\n{text}"))
+}
+
 #[test]
-fn sigterm_finishes_the_request_in_flight_and_exits_zero() {
-    let dir = temp_dir("slow");
-    let served = serve("slow", &fixture(&dir, "slow"), &[], &[]);
+fn sigterm_drains_requests_in_flight_and_exits_zero() {
+    let dir = temp_dir("drain");
+    let served = serve("drain", &fixture(&dir, "slow"), &[], &[]);
+    let admin = served.admin;
     let addr = served.addr;
-    let in_flight = std::thread::spawn(move || http::get(addr, "/sleep/700"));
-    std::thread::sleep(Duration::from_millis(200));
-    let status = served.terminate();
+    assert_eq!(http::get(admin, "/readyz").unwrap().status, 200);
+    // an idle keep-alive connection, which the drain must close
+    let mut idle = http::Connection::open(addr).unwrap();
+    assert_eq!(idle.send("GET", "/sleep/1", &[], b"").unwrap().status, 200);
+    let in_flight: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || http::get(addr, "/sleep/800")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = served.child.id();
+    nix_kill(pid, 15);
+    std::thread::sleep(Duration::from_millis(100));
+    // not ready while draining, and no new connections
+    assert_eq!(http::get(admin, "/readyz").unwrap().status, 503);
+    assert!(http::get(addr, "/").is_err(), "still accepting after SIGTERM");
+    let stopping = Instant::now();
+    let status = served.terminate_wait();
     assert!(status.success(), "{status}");
-    let response = in_flight.join().unwrap().unwrap();
-    assert_eq!(
-        (response.status, response.text().as_str()),
-        (200, "slow fixture: done\n")
-    );
     assert!(
-        http::get(addr, "/").is_err(),
-        "still accepting after SIGTERM"
+        stopping.elapsed() < Duration::from_secs(2),
+        "the drain took {:?} for requests that needed < 1 s",
+        stopping.elapsed()
     );
+    for request in in_flight {
+        let response = request.join().unwrap().unwrap();
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (200, "slow fixture: done\n"),
+            "a request in flight was cut"
+        );
+    }
+    assert!(
+        idle.send("GET", "/sleep/1", &[], b"").is_err(),
+        "the idle keep-alive connection was left open"
+    );
+}
+
+#[test]
+fn the_drain_is_bounded_and_a_second_signal_ends_it() {
+    let dir = temp_dir("drain-bound");
+    let slow = fixture(&dir, "slow");
+    let bounded = serve("bounded", &slow, &[], &[("WASMHTTP_DRAIN_TIMEOUT", "500ms")]);
+    let addr = bounded.addr;
+    let stuck = std::thread::spawn(move || http::get(addr, "/sleep/10000"));
+    std::thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    let status = bounded.terminate();
+    assert!(status.success(), "{status}");
+    let took = stopping.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "WASMHTTP_DRAIN_TIMEOUT=500ms, exit after {took:?}"
+    );
+    assert!(stuck.join().unwrap().is_err(), "the 10 s request cannot have completed");
+
+    let twice = serve("twice", &slow, &[], &[]);
+    let addr = twice.addr;
+    let stuck = std::thread::spawn(move || http::get(addr, "/sleep/10000"));
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = twice.child.id();
+    nix_kill(pid, 15);
+    std::thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    nix_kill(pid, 2);
+    let status = twice.terminate_wait();
+    assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(1),
+        "a second signal must end the drain at once, took {:?}",
+        stopping.elapsed()
+    );
+    let _ = stuck.join();
+}
+
+#[test]
+fn request_timeout_stops_even_an_infinite_loop_with_504() {
+    let dir = temp_dir("timeout");
+    let looping = serve("loop", &fixture(&dir, "infinite-loop"), &[], &[("WASMHTTP_REQUEST_TIMEOUT", "500ms")]);
+    let admin = looping.admin;
+    let addr = looping.addr;
+    // more loops than worker threads: each must be stopped, none may block the rest
+    let started = Instant::now();
+    let requests: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || http::get(addr, "/")))
+        .collect();
+    for request in requests {
+        assert_eq!(request.join().unwrap().unwrap().status, 504);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "four 500 ms timeouts took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(metric(admin, "wasmhttp_request_timeouts_total"), 4.0);
+    assert_eq!(http::get(admin, "/healthz").unwrap().status, 200);
+
+    let slow = serve("slow-timeout", &fixture(&dir, "slow"), &[], &[("WASMHTTP_REQUEST_TIMEOUT", "300ms")]);
+    assert_eq!(http::get(slow.addr, "/sleep/5000").unwrap().status, 504);
+    assert_eq!(http::get(slow.addr, "/sleep/10").unwrap().status, 200);
+    assert!(slow.log().contains("WASMHTTP_REQUEST_TIMEOUT"), "{}", slow.log());
+}
+
+#[test]
+fn instance_memory_is_capped_and_an_overrun_is_a_500() {
+    let dir = temp_dir("memory");
+    let greedy = serve("greedy", &fixture(&dir, "grow-memory"), &[], &[("WASMHTTP_MAX_INSTANCE_MEMORY", "8Mi")]);
+    let admin = greedy.admin;
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_eq!(http::get(greedy.addr, "/").unwrap().status, 500);
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+    assert_eq!(metric(admin, "wasmhttp_guest_traps_total"), 3.0);
+    assert!(greedy.log().contains("wasm trap"), "{}", greedy.log());
+}
+
+#[test]
+fn beyond_max_concurrency_requests_get_503_at_once() {
+    let dir = temp_dir("concurrency");
+    let served = serve("busy", &fixture(&dir, "slow"), &[], &[("WASMHTTP_MAX_CONCURRENCY", "2")]);
+    let admin = served.admin;
+    let addr = served.addr;
+    let busy: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || http::get(addr, "/sleep/1000")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let refused = http::get(addr, "/sleep/1").unwrap();
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+    assert_eq!(metric(admin, "wasmhttp_requests_in_flight"), 2.0);
+    for request in busy {
+        assert_eq!(request.join().unwrap().unwrap().status, 200);
+    }
+    assert_eq!(http::get(addr, "/sleep/1").unwrap().status, 200);
+    assert_eq!(metric(admin, "wasmhttp_rejections_total{reason=\"overloaded\"}"), 1.0);
+}
+
+#[test]
+fn oversized_bodies_slow_headers_and_huge_headers_are_refused() {
+    let dir = temp_dir("limits");
+    let served = serve(
+        "limits",
+        &fixture(&dir, "echo"),
+        &[],
+        &[("WASMHTTP_MAX_BODY", "1Ki"), ("WASMHTTP_HEADER_TIMEOUT", "500ms")],
+    );
+    let addr = served.addr;
+    let small = http::request(addr, "POST", "/", &[], &[b'a'; 1000]).unwrap();
+    assert_eq!((small.status, small.body.len()), (200, 1000));
+    let large = http::request(addr, "POST", "/", &[], &[b'a'; 2000]).unwrap();
+    assert_eq!(large.status, 413);
+
+    // headers dribbled out (slowloris): the connection is closed
+    use std::io::{Read, Write};
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a connection without complete headers was kept {:?}",
+        started.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&rest).contains(" 200 "), "{}", String::from_utf8_lossy(&rest));
+
+    let huge = "x".repeat(100 * 1024);
+    let response = http::request(addr, "GET", "/", &[("x-huge", &huge)], b"");
+    assert!(
+        response.as_ref().map_or(true, |r| r.status == 431),
+        "{:?}",
+        response.map(|r| r.status)
+    );
+    assert_eq!(http::get(addr, "/").unwrap().status, 200, "the server must go on");
+}
+
+#[test]
+fn http2_with_prior_knowledge_on_the_same_port() {
+    let dir = temp_dir("h2c");
+    let served = serve("h2c", &fixture(&dir, "hello"), &[], &[]);
+    let addr = served.addr;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (status, version, body) = runtime.block_on(async move {
+        use http_body_util::BodyExt;
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(connection);
+        let request = hyper::Request::get(format!("http://{addr}/over-h2"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let version = response.version();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, version, String::from_utf8_lossy(&body).into_owned())
+    });
+    assert_eq!((status, version), (200, hyper::Version::HTTP_2));
+    assert!(body.contains("Hello"), "{body}");
+    // and HTTP/1.1 on the same port
+    assert_eq!(http::get(addr, "/").unwrap().status, 200);
+}
+
+#[test]
+fn admin_endpoints_report_health_readiness_and_metrics() {
+    let dir = temp_dir("admin");
+    let served = serve("admin", &fixture(&dir, "trap"), &[], &[]);
+    let admin = served.admin;
+    assert_eq!(http::get(admin, "/healthz").unwrap().status, 200);
+    assert_eq!(http::get(admin, "/readyz").unwrap().text(), "ready\n");
+    assert_eq!(http::get(served.addr, "/ok").unwrap().status, 200);
+    assert_eq!(http::get(served.addr, "/trap").unwrap().status, 500);
+    let metrics = http::get(admin, "/metrics").unwrap();
+    assert_eq!(metrics.header("content-type"), Some("text/plain; version=0.0.4"));
+    assert_eq!(metric(admin, "wasmhttp_requests_total{status=\"200\"}"), 1.0);
+    assert_eq!(metric(admin, "wasmhttp_requests_total{status=\"500\"}"), 1.0);
+    assert_eq!(metric(admin, "wasmhttp_request_duration_seconds_count"), 2.0);
+    assert_eq!(metric(admin, "wasmhttp_instantiation_duration_seconds_count"), 2.0);
+    assert_eq!(metric(admin, "wasmhttp_guest_traps_total"), 1.0);
+    assert_eq!(metric(admin, "wasmhttp_requests_in_flight"), 0.0);
+    // probing never runs the guest
+    for _ in 0..5 {
+        http::get(admin, "/readyz").unwrap();
+    }
+    assert_eq!(metric(admin, "wasmhttp_instantiation_duration_seconds_count"), 2.0);
+    assert_eq!(http::get(admin, "/other").unwrap().status, 404);
+}
+
+#[test]
+fn access_log_writes_one_json_line_per_request() {
+    let dir = temp_dir("access-log");
+    let served = serve("access-log", &fixture(&dir, "hello"), &[], &[("WASMHTTP_ACCESS_LOG", "json")]);
+    http::get(served.addr, "/logged?x=1").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let log = served.log();
+        if let Some(line) = log.lines().find(|l| l.contains("/logged")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no access log line in\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["method"], "GET");
+    assert_eq!(entry["path"], "/logged?x=1");
+    assert_eq!(entry["status"], 200);
+    assert!(entry["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert!(entry["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
 }
 
 #[test]
@@ -343,4 +610,76 @@ fn commands_exit_with_their_code() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(stdout.contains("command fixture: arg --flag"), "{stdout}");
     }
+}
+
+/// An upstream HTTP server on loopback that answers `body` to up to
+/// `connections` connections, then stops; counts what it served.
+fn upstream(
+    body: &'static str,
+    connections: usize,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    (addr, served)
+}
+
+#[test]
+fn outbound_http_goes_only_to_allowed_hosts() {
+    let (upstream_addr, upstream_served) = upstream("from upstream\n", 1);
+    let target = format!("/?url=http://{upstream_addr}/data");
+    let proxy = example("proxy-js");
+
+    // denied by default: a prompt 502 from the guest, nothing reaches upstream
+    let denied = serve("proxy-denied", &proxy, &[], &[]);
+    let started = Instant::now();
+    let response = http::get(denied.addr, &target).unwrap();
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        denied.log().contains("denied (not in WASMHTTP_ALLOWED_OUTBOUND_HOSTS)"),
+        "{}",
+        denied.log()
+    );
+
+    // allowed by host and port
+    let allowed_hosts = format!("example.invalid,127.0.0.1:{}", upstream_addr.port());
+    let allowed = serve(
+        "proxy-allowed",
+        &proxy,
+        &[],
+        &[("WASMHTTP_ALLOWED_OUTBOUND_HOSTS", &allowed_hosts)],
+    );
+    let response = http::get(allowed.addr, &target).unwrap();
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "upstream answered 200: from upstream\n")
+    );
+    // the same host on another port is still denied
+    let other_port = format!("/?url=http://127.0.0.1:{}/", free_port());
+    assert_eq!(http::get(allowed.addr, &other_port).unwrap().status, 502);
+    assert_eq!(
+        upstream_served.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the allowed request may reach the upstream"
+    );
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use wasmhttp::config::{Environment, PREFIX};
+use wasmhttp::config::{Environment, Limits, PREFIX};
 use wasmhttp::runner::{self, ComponentCode, Prepared};
 use wasmhttp::{image, world};
 
@@ -120,7 +120,8 @@ fn serve(
         anyhow::ensure!(entry.contains('='), "--env {entry}: expected NAME=VALUE");
     }
     entries.extend(guest_env);
-    let env = Environment::from_entries(&entries)?;
+    // no container here: defaults do not follow any resource limits
+    let env = Environment::from_entries(&entries, &Limits::default())?;
 
     let wasm = read(&component)?;
     let world =

@@ -180,6 +180,14 @@ impl PrivateContainerd {
         for (name, value) in env {
             command.arg("--env").arg(format!("{name}={value}"));
         }
+        // with --net-host every container shares the host's ports: give each
+        // its own admin port unless the case chose one
+        if !env.iter().any(|(name, _)| *name == "WASMHTTP_ADMIN_LISTEN") {
+            command.arg("--env").arg(format!(
+                "WASMHTTP_ADMIN_LISTEN=127.0.0.1:{}",
+                super::http::free_port()
+            ));
+        }
         command.arg(image).arg(id).args(args);
         let child = command
             .stdin(Stdio::null())

@@ -32,6 +32,10 @@ pub trait RuntimeContext: Send + Sync {
     ///   "my_module.wat" -> { source: File("my_module.wat"), func: "_start", name: "Some(my_module)", arg0: "my_module.wat" }
     ///   "#init" -> { source: File(""), func: "init", name: None, arg0: "#init" }
     fn entrypoint(&self) -> Entrypoint<'_>;
+
+    /// wasmhttp patch: the whole OCI runtime spec, for what the accessors
+    /// above do not carry (resource limits, mounts).
+    fn spec(&self) -> &Spec;
 }
 
 /// The source for a WASI module / components.
@@ -104,6 +108,10 @@ pub(crate) struct WasiContext<'a> {
 }
 
 impl RuntimeContext for WasiContext<'_> {
+    fn spec(&self) -> &Spec {
+        self.spec
+    }
+
     fn args(&self) -> &[String] {
         self.spec
             .process()

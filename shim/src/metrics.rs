@@ -1,0 +1,187 @@
+//! What `/metrics` reports, in the Prometheus text format. Plain atomics:
+//! recording sits on every request's path and must cost next to nothing.
+
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency and instantiation histograms.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.counts[bucket].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros.fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += count.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+/// Why a request was answered without calling the guest.
+#[derive(Clone, Copy)]
+pub enum Rejection {
+    /// over WASMHTTP_MAX_CONCURRENCY: 503
+    Overloaded,
+    /// over WASMHTTP_MAX_BODY: 413
+    BodyTooLarge,
+    /// arrived while draining: 503
+    Draining,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// status code -> responses; few distinct codes, so a small sorted list
+    responses: Mutex<Vec<(u16, u64)>>,
+    pub latency: Histogram,
+    pub instantiation: Histogram,
+    in_flight: AtomicU64,
+    pub traps: AtomicU64,
+    pub timeouts: AtomicU64,
+    rejected_overloaded: AtomicU64,
+    rejected_body: AtomicU64,
+    rejected_draining: AtomicU64,
+}
+
+/// Counts a request in flight for as long as it lives.
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Metrics {
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(self)
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub fn responded(&self, status: u16, took: Duration) {
+        self.latency.observe(took);
+        let mut responses = self.responses.lock().unwrap();
+        match responses.binary_search_by_key(&status, |(code, _)| *code) {
+            Ok(i) => responses[i].1 += 1,
+            Err(i) => responses.insert(i, (status, 1)),
+        }
+    }
+
+    pub fn rejected(&self, why: Rejection) {
+        let counter = match why {
+            Rejection::Overloaded => &self.rejected_overloaded,
+            Rejection::BodyTooLarge => &self.rejected_body,
+            Rejection::Draining => &self.rejected_draining,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP wasmhttp_requests_total Responses sent, by HTTP status.\n");
+        out.push_str("# TYPE wasmhttp_requests_total counter\n");
+        for (status, count) in self.responses.lock().unwrap().iter() {
+            let _ = writeln!(out, "wasmhttp_requests_total{{status=\"{status}\"}} {count}");
+        }
+        self.latency.render(
+            &mut out,
+            "wasmhttp_request_duration_seconds",
+            "Time from request to response head.",
+        );
+        self.instantiation.render(
+            &mut out,
+            "wasmhttp_instantiation_duration_seconds",
+            "Time to instantiate the component for one request.",
+        );
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        gauge(&mut out, "wasmhttp_requests_in_flight", "Requests being served now.", "gauge", self.in_flight());
+        gauge(
+            &mut out,
+            "wasmhttp_guest_traps_total",
+            "Guest instances that trapped or failed.",
+            "counter",
+            self.traps.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "wasmhttp_request_timeouts_total",
+            "Requests stopped by WASMHTTP_REQUEST_TIMEOUT.",
+            "counter",
+            self.timeouts.load(Relaxed),
+        );
+        out.push_str("# HELP wasmhttp_rejections_total Requests answered without calling the guest.\n");
+        out.push_str("# TYPE wasmhttp_rejections_total counter\n");
+        for (reason, counter) in [
+            ("overloaded", &self.rejected_overloaded),
+            ("body_too_large", &self.rejected_body),
+            ("draining", &self.rejected_draining),
+        ] {
+            let _ = writeln!(
+                out,
+                "wasmhttp_rejections_total{{reason=\"{reason}\"}} {}",
+                counter.load(Relaxed)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let metrics = Metrics::default();
+        metrics.responded(200, Duration::from_millis(3));
+        metrics.responded(200, Duration::from_millis(30));
+        metrics.responded(504, Duration::from_secs(2));
+        metrics.rejected(Rejection::Overloaded);
+        let _request = metrics.start();
+        let text = metrics.render();
+        for line in [
+            "wasmhttp_requests_total{status=\"200\"} 2",
+            "wasmhttp_requests_total{status=\"504\"} 1",
+            "wasmhttp_request_duration_seconds_bucket{le=\"0.005\"} 1",
+            "wasmhttp_request_duration_seconds_bucket{le=\"0.05\"} 2",
+            "wasmhttp_request_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "wasmhttp_request_duration_seconds_count 3",
+            "wasmhttp_requests_in_flight 1",
+            "wasmhttp_rejections_total{reason=\"overloaded\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        drop(_request);
+        assert_eq!(metrics.in_flight(), 0);
+    }
+}
