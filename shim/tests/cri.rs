@@ -57,6 +57,10 @@ const CASES: &[harness::Case<Suite>] = &[
         "invalid_component_fails_start_container_with_the_reason",
         invalid_component_fails_start_container_with_the_reason,
     ),
+    (
+        "volume_mounts_are_the_guests_directories",
+        volume_mounts_are_the_guests_directories,
+    ),
     // last: it restarts the suite's containerd with a config of its own
     (
         "node_installer_registers_the_handler_with_a_running_containerd",
@@ -111,6 +115,24 @@ impl Suite {
     fn import_fixture(&self, fixture: &str, reference: &str) {
         let wasm = images::fixture(&self.work, fixture);
         self.import_k8s(&images::wasmhttp_image(&self.work, &wasm, reference));
+    }
+
+    /// After a restart containerd answers before its CRI plugin has
+    /// initialised ("server is not initialized yet"); a kubelet retries, so
+    /// does this.
+    fn wait_for_cri(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.call(self.cri().list_pod_sandbox(ListPodSandboxRequest { filter: None })) {
+                Ok(_) => return,
+                Err(err) => assert!(
+                    Instant::now() < deadline,
+                    "CRI did not come up after the restart: {}",
+                    err.message()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn remove_all_pods(&self) {
@@ -240,6 +262,17 @@ impl<'a> Pod<'a> {
         reference: &str,
         env: &[(&str, &str)],
     ) -> Result<String, tonic_cri::Status> {
+        self.start_with_mounts(name, reference, env, Vec::new())
+    }
+
+    /// `start` with volumes, as the kubelet passes a pod's volumeMounts.
+    fn start_with_mounts(
+        &mut self,
+        name: &str,
+        reference: &str,
+        env: &[(&str, &str)],
+        mounts: Vec<Mount>,
+    ) -> Result<String, tonic_cri::Status> {
         let image = self
             .suite
             .image_status(reference)
@@ -262,6 +295,7 @@ impl<'a> Pod<'a> {
                 })
                 .collect(),
             log_path: format!("{name}/0.log"),
+            mounts,
             ..Default::default()
         };
         let id = self
@@ -660,6 +694,7 @@ fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
     .unwrap();
     s.containerd
         .restart_after_exit(&node_config, &node_bin, Duration::from_secs(10));
+    s.wait_for_cri();
     let refused = Pod::try_run(s, "before-install")
         .err()
         .expect("a node without the installer has no wasmhttp handler");
@@ -697,6 +732,7 @@ fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
     let install = run_installer("install");
     s.containerd
         .restart_after_exit(&node_config, &node_bin, Duration::from_secs(30));
+    s.wait_for_cri();
     let said = finish(install);
     assert!(
         said.contains("restarted containerd") && said.contains("config.toml"),
@@ -734,6 +770,7 @@ fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
     let uninstall = run_installer("uninstall");
     s.containerd
         .restart_after_exit(&node_config, &node_bin, Duration::from_secs(30));
+    s.wait_for_cri();
     finish(uninstall);
     assert!(!node_bin.join("containerd-shim-wasmhttp-v1").exists());
     assert!(
@@ -760,4 +797,59 @@ fn containerd_pids(config: &Path) -> Vec<i32> {
             .then_some(pid)
         })
         .collect()
+}
+
+/// A pod's volumeMounts (what configMap, secret, emptyDir and hostPath volumes
+/// become in CRI): each a directory of the guest at its mount path,
+/// `readOnly` ones read-only.
+fn volume_mounts_are_the_guests_directories(s: &Suite) {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/files-py/build/files-py.wasm");
+    assert!(wasm.exists(), "{} is missing: `make examples` builds it", wasm.display());
+    s.import_k8s(&images::wasmhttp_image(&s.work, &wasm, "wasmhttp-test/files-py:cri"));
+    let config = s.work.join("volumes/config");
+    let scratch = s.work.join("volumes/scratch");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::write(config.join("app.conf"), "from a configMap-like volume\n").unwrap();
+    let mut pod = Pod::run(s, "volumes");
+    pod.start_with_mounts(
+        "files",
+        "wasmhttp-test/files-py:cri",
+        &[],
+        vec![
+            Mount {
+                container_path: "/etc/app".into(),
+                host_path: config.display().to_string(),
+                readonly: true,
+                ..Default::default()
+            },
+            Mount {
+                container_path: "/scratch".into(),
+                host_path: scratch.display().to_string(),
+                readonly: false,
+                ..Default::default()
+            },
+        ],
+    )
+    .unwrap_or_else(|e| panic!("starting files-py: {}", e.message()));
+    let conf = pod.get(8080, "/etc/app/app.conf");
+    assert_eq!((conf.status, conf.text().as_str()), (200, "from a configMap-like volume\n"));
+    let netns = pod.netns();
+    let (written, refused) = in_netns(&netns, || {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        (
+            http::request(addr, "PUT", "/scratch/note.txt", &[], b"kept\n").unwrap(),
+            http::request(addr, "PUT", "/etc/app/app.conf", &[], b"changed\n").unwrap(),
+        )
+    });
+    assert_eq!(written.status, 201, "{}", written.text());
+    assert_eq!(std::fs::read_to_string(scratch.join("note.txt")).unwrap(), "kept\n");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(
+        std::fs::read_to_string(config.join("app.conf")).unwrap(),
+        "from a configMap-like volume\n"
+    );
+    // CRI's own files (/etc/hosts, /etc/resolv.conf, /dev/termination-log) are not volumes
+    assert_ne!(pod.get(8080, "/etc/hosts").status, 200);
+    pod.remove();
 }
