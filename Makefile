@@ -28,6 +28,7 @@ examples: build
 	@$(MAKE) --no-print-directory -C examples/hello-js
 	@$(MAKE) --no-print-directory -C examples/hello-py
 	@$(MAKE) --no-print-directory -C examples/proxy-js
+	@$(MAKE) --no-print-directory -C examples/files-py
 
 demo: examples
 	@scripts/demo.sh
@@ -55,3 +56,4 @@ clean:
 	@$(MAKE) --no-print-directory -C examples/hello-js clean
 	@$(MAKE) --no-print-directory -C examples/hello-py clean
 	@$(MAKE) --no-print-directory -C examples/proxy-js clean
+	@$(MAKE) --no-print-directory -C examples/files-py clean

@@ -16,7 +16,7 @@ pub async fn run(component: &Component, guest: &GuestConfig) -> Result<i32> {
         .and_then(CommandPre::new)
         .map_err(anyhow::Error::from)
         .context("the component's imports cannot be satisfied by WASI 0.2")?;
-    let mut store = guest::new_store(engine, guest);
+    let mut store = guest::new_store(engine, guest)?;
     let command = pre
         .instantiate_async(&mut store)
         .await

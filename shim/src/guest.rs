@@ -1,12 +1,13 @@
 //! What a guest instance sees of the world: its environment, arguments and
-//! stdio, outbound HTTP to the allowed hosts, and nothing else. Capabilities
-//! are deny-by-default: no preopened directories, no sockets, no name
-//! lookups, none of the host's environment.
+//! stdio, the container's volumes, outbound HTTP to the allowed hosts, and
+//! nothing else. Capabilities are deny-by-default: no other directories, no
+//! sockets, no name lookups, none of the host's environment.
 
 use std::sync::Arc;
 
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use anyhow::Context as _;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
@@ -23,6 +24,40 @@ pub struct GuestConfig {
     pub max_memory: u64,
     /// Hosts the guest may send HTTP requests to (WASMHTTP_ALLOWED_OUTBOUND_HOSTS).
     pub outbound: Arc<Vec<HostPattern>>,
+    /// Directories the guest sees (the container's volumes).
+    pub volumes: Vec<Volume>,
+}
+
+/// A directory of the container mapped into the guest as a WASI preopen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Volume {
+    /// Where it is in the shim's view (inside the container: the mount point).
+    pub host: std::path::PathBuf,
+    /// Where the guest finds it.
+    pub guest: String,
+    pub read_only: bool,
+}
+
+impl std::str::FromStr for Volume {
+    type Err = String;
+
+    /// `HOST:GUEST` or `HOST:GUEST:ro` (as `wasmhttp serve --volume` takes it).
+    fn from_str(value: &str) -> Result<Self, String> {
+        let (rest, read_only) = match value.strip_suffix(":ro") {
+            Some(rest) => (rest, true),
+            None => (value.strip_suffix(":rw").unwrap_or(value), false),
+        };
+        match rest.split_once(':') {
+            Some((host, guest)) if !host.is_empty() && guest.starts_with('/') => Ok(Volume {
+                host: host.into(),
+                guest: guest.into(),
+                read_only,
+            }),
+            _ => Err(format!(
+                "{value:?}: expected HOST_DIR:GUEST_PATH[:ro], the guest path absolute"
+            )),
+        }
+    }
 }
 
 /// The `T` of every `Store<T>`: one per request (or per command run).
@@ -35,12 +70,23 @@ pub struct GuestState {
 }
 
 impl GuestState {
-    pub fn new(config: &GuestConfig) -> Self {
+    pub fn new(config: &GuestConfig) -> anyhow::Result<Self> {
         let mut wasi = WasiCtxBuilder::new();
         // Guest stdout/stderr are the container's: `ctr` and `kubectl logs` show them.
         wasi.inherit_stdout().inherit_stderr();
         wasi.envs(&config.env).args(&config.args);
-        Self {
+        for volume in &config.volumes {
+            let perms = if volume.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            // WASI resolves every path inside the preopen: `..` cannot climb out
+            wasi.preopened_dir(&volume.host, &volume.guest, perms)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("opening the volume {}", volume.host.display()))?;
+        }
+        Ok(Self {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -51,7 +97,7 @@ impl GuestState {
                 limit: usize::try_from(config.max_memory).unwrap_or(usize::MAX),
                 used: 0,
             },
-        }
+        })
     }
 }
 
@@ -96,13 +142,16 @@ impl wasmtime::ResourceLimiter for MemoryBudget {
 }
 
 /// A store for one guest instance, with its memory budget enforced.
-pub fn new_store(engine: &wasmtime::Engine, config: &GuestConfig) -> wasmtime::Store<GuestState> {
-    let mut store = wasmtime::Store::new(engine, GuestState::new(config));
+pub fn new_store(
+    engine: &wasmtime::Engine,
+    config: &GuestConfig,
+) -> anyhow::Result<wasmtime::Store<GuestState>> {
+    let mut store = wasmtime::Store::new(engine, GuestState::new(config)?);
     store.limiter(|state| &mut state.memory);
     // The engine interrupts guests by epoch (request timeouts); a store that
     // sets no deadline of its own runs without one.
     store.set_epoch_deadline(NO_DEADLINE);
-    store
+    Ok(store)
 }
 
 /// Epoch ticks no process lives to see (about 146 years of 10 ms ticks).

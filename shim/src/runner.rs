@@ -13,7 +13,7 @@ use crate::admin;
 use crate::command;
 use crate::config::Environment;
 use crate::engine;
-use crate::guest::GuestConfig;
+use crate::guest::{GuestConfig, Volume};
 use crate::serve::{HttpServer, ServerState};
 use crate::world::World;
 
@@ -36,6 +36,9 @@ pub struct Prepared {
     pub env: Environment,
     /// The guest's arguments, program name first.
     pub args: Vec<String>,
+    /// Directories to map into the guest; those that turn out not to be
+    /// directories (file mounts) are skipped with a note.
+    pub volumes: Vec<Volume>,
 }
 
 /// Loads the component and runs it: an HTTP handler is served until SIGTERM
@@ -46,6 +49,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         code,
         env,
         args,
+        volumes,
     } = prepared;
     let settings = env.settings;
     let mut stops = stop_signals()?;
@@ -69,6 +73,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         args,
         max_memory: settings.max_instance_memory,
         outbound: Arc::new(settings.allowed_outbound_hosts.clone()),
+        volumes: usable_volumes(volumes),
     };
 
     match world {
@@ -84,6 +89,27 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
             Some(signal) = stops.recv() => Ok(128 + signal),
         },
     }
+}
+
+/// Volumes that are directories; WASI maps only directories, so a file
+/// mount (a configMap `subPath`, say) is left out, and said so.
+fn usable_volumes(volumes: Vec<Volume>) -> Vec<Volume> {
+    volumes
+        .into_iter()
+        .filter(|volume| {
+            let is_dir = volume.host.is_dir();
+            if is_dir {
+                let mode = if volume.read_only { "read-only" } else { "read-write" };
+                eprintln!("wasmhttp: volume {} ({mode})", volume.guest);
+            } else {
+                eprintln!(
+                    "wasmhttp: {} is not a directory; WASI maps directories only, so the guest does not see it",
+                    volume.host.display()
+                );
+            }
+            is_dir
+        })
+        .collect()
 }
 
 fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Component> {

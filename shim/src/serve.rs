@@ -255,7 +255,7 @@ impl Handler {
         req: Request<Incoming>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Response<HyperOutgoingBody>> {
-        let mut store = guest::new_store(self.pre.engine(), &self.guest);
+        let mut store = guest::new_store(self.pre.engine(), &self.guest)?;
         // Stops a guest that computes past the request timeout (an infinite
         // loop never yields to the timer above).
         store.set_epoch_deadline(engine::epoch_ticks(self.settings.request_timeout));

@@ -20,6 +20,7 @@ use containerd_shim_wasm::shim::{Compiler, Shim, Version, version};
 use wasmtime::Engine;
 
 use crate::config::{Environment, Limits};
+use crate::guest::Volume;
 use crate::engine;
 use crate::precompile::{self, Bundle, RAW_WASM_LAYERS};
 use crate::runner::{self, ComponentCode, Prepared};
@@ -162,7 +163,35 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
         code,
         env,
         args,
+        volumes: volumes_of(ctx.spec()),
     })
+}
+
+/// The container's volumes: the spec's mounts minus the ones every Linux
+/// container gets (/proc, /sys, /dev, and CRI's /etc/hosts-style files),
+/// each at its own path in the guest, read-only when mounted `ro`.
+fn volumes_of(spec: &oci_spec::runtime::Spec) -> Vec<Volume> {
+    const SYSTEM: &[&str] = &["/proc", "/sys", "/dev"];
+    const CRI_FILES: &[&str] = &["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+    let Some(mounts) = spec.mounts() else {
+        return Vec::new();
+    };
+    mounts
+        .iter()
+        .filter(|mount| {
+            let destination = mount.destination();
+            !SYSTEM.iter().any(|system| destination.starts_with(system))
+                && !CRI_FILES.iter().any(|file| destination == Path::new(file))
+        })
+        .map(|mount| Volume {
+            host: mount.destination().clone(),
+            guest: mount.destination().display().to_string(),
+            read_only: mount
+                .options()
+                .as_ref()
+                .is_some_and(|options| options.iter().any(|o| o == "ro")),
+        })
+        .collect()
 }
 
 /// The container's resource limits (Kubernetes `resources.limits`), which

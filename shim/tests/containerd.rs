@@ -75,6 +75,10 @@ const CASES: &[harness::Case<Suite>] = &[
         "the_container_memory_limit_caps_each_instance",
         the_container_memory_limit_caps_each_instance,
     ),
+    (
+        "bind_mounts_are_the_guests_directories",
+        bind_mounts_are_the_guests_directories,
+    ),
 ];
 
 fn main() {
@@ -614,5 +618,45 @@ fn the_container_memory_limit_caps_each_instance(s: &Suite) {
         assert!(task.is_running(), "the container died\n{}", task.output());
     }
     assert!(task.stderr().contains("wasm trap"), "{}", task.output());
+    s.stop(&mut task);
+}
+
+/// `ctr run --mount`: the spec's bind mounts become the guest's directories at
+/// the same paths; a read-only mount stays read-only; nothing else is seen.
+fn bind_mounts_are_the_guests_directories(s: &Suite) {
+    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/files-py/build/files-py.wasm");
+    assert!(wasm.exists(), "{} is missing: `make examples` builds it", wasm.display());
+    let tar = images::wasmhttp_image(&s.work, &wasm, "wasmhttp-test/files-py:1");
+    s.import(&tar, &[]);
+    let data = s.work.join("mounts/data");
+    let config = s.work.join("mounts/config");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(data.join("hello.txt"), "from a bind mount\n").unwrap();
+    std::fs::write(config.join("app.conf"), "read only\n").unwrap();
+    let (addr, listen) = loopback();
+    let data_mount = format!("type=bind,src={},dst=/data,options=rbind:rw", data.display());
+    let config_mount = format!("type=bind,src={},dst=/config,options=rbind:ro", config.display());
+    let mut task = s.containerd.run(
+        "mounts-1",
+        "docker.io/wasmhttp-test/files-py:1",
+        &[("WASMHTTP_LISTEN", &listen)],
+        &["--mount", &data_mount, "--mount", &config_mount],
+        &[],
+    );
+    serving(addr, &mut task);
+    let read = http::get(addr, "/data/hello.txt").unwrap();
+    assert_eq!((read.status, read.text().as_str()), (200, "from a bind mount\n"), "{}", task.output());
+    let written = http::request(addr, "PUT", "/data/out.txt", &[], b"from the guest\n").unwrap();
+    assert_eq!(written.status, 201, "{}", written.text());
+    assert_eq!(std::fs::read_to_string(data.join("out.txt")).unwrap(), "from the guest\n");
+    assert_eq!(http::get(addr, "/config/app.conf").unwrap().text(), "read only\n");
+    let refused = http::request(addr, "PUT", "/config/app.conf", &[], b"changed\n").unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    // the image's own files and the container's system mounts are not the guest's
+    for path in ["/component.wasm", "/proc/self/status", "/etc/hostname", "/data/../component.wasm"] {
+        assert_ne!(http::get(addr, path).unwrap().status, 200, "{path} is visible");
+    }
+    assert!(task.stderr().contains("volume /config (read-only)"), "{}", task.output());
     s.stop(&mut task);
 }

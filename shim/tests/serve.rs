@@ -683,3 +683,43 @@ fn outbound_http_goes_only_to_allowed_hosts() {
         "only the allowed request may reach the upstream"
     );
 }
+
+#[test]
+fn volumes_are_preopened_read_only_ones_stay_read_only_and_nothing_else_is_seen() {
+    let dir = temp_dir("volumes");
+    let data = dir.0.join("host/data");
+    let config = dir.0.join("host/config");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(data.join("hello.txt"), "hello from a volume\n").unwrap();
+    std::fs::write(config.join("app.conf"), "mode = test\n").unwrap();
+    std::fs::write(dir.0.join("host/outside.txt"), "host secret\n").unwrap();
+    let volumes = [
+        "--volume".to_string(),
+        format!("{}:/data", data.display()),
+        "--volume".to_string(),
+        format!("{}:/config:ro", config.display()),
+    ];
+    let volumes: Vec<&str> = volumes.iter().map(String::as_str).collect();
+    let served = serve("volumes", &example("files-py"), &volumes, &[]);
+    let addr = served.addr;
+
+    let read = http::get(addr, "/data/hello.txt").unwrap();
+    assert_eq!((read.status, read.text().as_str()), (200, "hello from a volume\n"));
+    let written = http::request(addr, "PUT", "/data/new.txt", &[], b"written by the guest\n").unwrap();
+    assert_eq!(written.status, 201, "{}", written.text());
+    assert_eq!(
+        std::fs::read_to_string(data.join("new.txt")).unwrap(),
+        "written by the guest\n"
+    );
+    let conf = http::get(addr, "/config/app.conf").unwrap();
+    assert_eq!((conf.status, conf.text().as_str()), (200, "mode = test\n"));
+    let refused = http::request(addr, "PUT", "/config/app.conf", &[], b"changed\n").unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(std::fs::read_to_string(config.join("app.conf")).unwrap(), "mode = test\n");
+    for escape in ["/data/../outside.txt", "/config/../../outside.txt", "/etc/passwd", "/outside.txt"] {
+        let response = http::get(addr, escape).unwrap();
+        assert_ne!(response.status, 200, "{escape}: {}", response.text());
+        assert!(!response.text().contains("host secret"), "{escape}");
+    }
+}

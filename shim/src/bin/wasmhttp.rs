@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use wasmhttp::config::{Environment, Limits, PREFIX};
+use wasmhttp::guest::Volume;
 use wasmhttp::runner::{self, ComponentCode, Prepared};
 use wasmhttp::{image, world};
 
@@ -41,6 +42,9 @@ enum Command {
         /// An environment variable for the guest (repeatable).
         #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
         env: Vec<String>,
+        /// A directory for the guest, as a container volume would be (repeatable).
+        #[arg(long = "volume", short = 'v', value_name = "HOST_DIR:GUEST_PATH[:ro]")]
+        volumes: Vec<Volume>,
         /// Arguments for the guest, after `--`.
         #[arg(last = true)]
         args: Vec<String>,
@@ -74,8 +78,9 @@ fn run(cli: Cli) -> Result<i32> {
             component,
             listen,
             env,
+            volumes,
             args,
-        } => serve(component, listen, env, args),
+        } => serve(component, listen, env, volumes, args),
         Command::Image {
             component,
             name,
@@ -101,6 +106,7 @@ fn serve(
     component: PathBuf,
     listen: Option<String>,
     guest_env: Vec<String>,
+    volumes: Vec<Volume>,
     guest_args: Vec<String>,
 ) -> Result<i32> {
     // The shim's settings come from this process's WASMHTTP_* variables; the
@@ -133,6 +139,7 @@ fn serve(
         code: ComponentCode::Wasm(wasm),
         env,
         args,
+        volumes,
     };
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
