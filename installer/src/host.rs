@@ -84,7 +84,9 @@ impl std::str::FromStr for Flavour {
             "containerd" => Ok(Flavour::Containerd),
             "k3s" | "k3d" => Ok(Flavour::K3s),
             "rke2" => Ok(Flavour::Rke2),
-            other => anyhow::bail!("--flavour {other:?}: expected containerd, k3s (also k3d) or rke2"),
+            other => {
+                anyhow::bail!("--flavour {other:?}: expected containerd, k3s (also k3d) or rke2")
+            }
         }
     }
 }

@@ -55,7 +55,10 @@ fn parse() -> Result<Options> {
         stay: false,
     };
     while let Some(arg) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{arg} needs a value\n{USAGE}"));
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{arg} needs a value\n{USAGE}"))
+        };
         match arg.as_str() {
             "--host-root" => options.host_root = value()?.into(),
             "--shim" => options.shim = value()?.into(),
@@ -89,7 +92,11 @@ fn main() -> Result<()> {
         for path in &report.changed_files {
             say(&format!("changed {}", path.display()));
         }
-        say(&restart::restart(&options.host_root, flavour, options.restart)?);
+        say(&restart::restart(
+            &options.host_root,
+            flavour,
+            options.restart,
+        )?);
     } else {
         say("nothing to change; containerd left running");
     }

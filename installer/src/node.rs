@@ -34,9 +34,8 @@ impl ApiAccess {
         let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
         let read = |name: &str| -> Result<Vec<u8>> {
             let path = service_account_dir.join(name);
-            std::fs::read(&path).with_context(|| {
-                format!("reading the service account's {}", path.display())
-            })
+            std::fs::read(&path)
+                .with_context(|| format!("reading the service account's {}", path.display()))
         };
         let token = String::from_utf8(read("token")?)
             .context("the service account token is not text")?

@@ -82,13 +82,14 @@ fn restart_unit(flavour: Flavour) -> Result<String> {
 /// systemd; the image needs no nsenter or shell.
 fn host_systemctl(args: &[&str]) -> Result<std::process::ExitStatus> {
     use std::os::unix::process::CommandExt;
-    let mount_namespace = std::fs::File::open("/proc/1/ns/mnt").context(
-        "opening the host's mount namespace (the pod needs hostPID and privileges)",
-    )?;
+    let mount_namespace = std::fs::File::open("/proc/1/ns/mnt")
+        .context("opening the host's mount namespace (the pod needs hostPID and privileges)")?;
     // The host's shell finds the host's systemctl on the host's PATH (it sits
     // in /bin or /usr/bin depending on the distribution).
     let mut command = Command::new("/bin/sh");
-    command.args(["-c", "exec systemctl \"$@\"", "systemctl"]).args(args);
+    command
+        .args(["-c", "exec systemctl \"$@\"", "systemctl"])
+        .args(args);
     // SAFETY: between fork and exec only setns(2), which is async-signal-safe.
     unsafe {
         command.pre_exec(move || {
@@ -138,7 +139,11 @@ fn signal(root: &Path, flavour: Flavour) -> Result<String> {
             // k3s/rke2 write containerd's config from the template when they
             // start, so they are what is restarted; on a k3d node that is the
             // node itself (and this pod with it), so there is nothing to wait for.
-            let prefix = if flavour == Flavour::K3s { "k3s" } else { "rke2" };
+            let prefix = if flavour == Flavour::K3s {
+                "k3s"
+            } else {
+                "rke2"
+            };
             let pids = processes()
                 .filter(|(_, comm, _)| comm.starts_with(prefix))
                 .map(|(pid, _, _)| pid)
@@ -159,13 +164,14 @@ fn signal(root: &Path, flavour: Flavour) -> Result<String> {
 /// files, through each process's own root, so host paths and the installer's
 /// view of them meet).
 fn containerd_reading(config: &Path) -> Result<Vec<i32>> {
-    let wanted = std::fs::metadata(config)
-        .with_context(|| format!("reading {}", config.display()))?;
+    let wanted =
+        std::fs::metadata(config).with_context(|| format!("reading {}", config.display()))?;
     Ok(processes()
         .filter(|(_, comm, _)| comm == "containerd")
         .filter(|(pid, _, args)| {
             let path = config_argument(args);
-            let seen = PathBuf::from(format!("/proc/{pid}/root")).join(path.trim_start_matches('/'));
+            let seen =
+                PathBuf::from(format!("/proc/{pid}/root")).join(path.trim_start_matches('/'));
             std::fs::metadata(seen)
                 .is_ok_and(|m| m.dev() == wanted.dev() && m.ino() == wanted.ino())
         })
@@ -214,13 +220,28 @@ mod tests {
     #[test]
     fn config_argument_forms() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(config_argument(&args(&["containerd"])), "/etc/containerd/config.toml");
-        assert_eq!(config_argument(&args(&["containerd", "-c", "/a.toml"])), "/a.toml");
         assert_eq!(
-            config_argument(&args(&["containerd", "--address", "x", "--config", "/b.toml"])),
+            config_argument(&args(&["containerd"])),
+            "/etc/containerd/config.toml"
+        );
+        assert_eq!(
+            config_argument(&args(&["containerd", "-c", "/a.toml"])),
+            "/a.toml"
+        );
+        assert_eq!(
+            config_argument(&args(&[
+                "containerd",
+                "--address",
+                "x",
+                "--config",
+                "/b.toml"
+            ])),
             "/b.toml"
         );
-        assert_eq!(config_argument(&args(&["containerd", "--config=/c.toml"])), "/c.toml");
+        assert_eq!(
+            config_argument(&args(&["containerd", "--config=/c.toml"])),
+            "/c.toml"
+        );
     }
 
     #[test]

@@ -116,9 +116,21 @@ fn installs_idempotently_and_uninstalls_on_a_containerd_node() {
 fn k3s_and_rke2_nodes_get_a_template_that_extends_the_base() {
     // k3s 1.32+ and rke2 generate version 3, older k3s version 2
     for (flavour, version, table) in [
-        ("k3s", 3, "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.wasmhttp]"),
-        ("k3s", 2, "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmhttp]"),
-        ("rke2", 3, "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.wasmhttp]"),
+        (
+            "k3s",
+            3,
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.wasmhttp]",
+        ),
+        (
+            "k3s",
+            2,
+            "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmhttp]",
+        ),
+        (
+            "rke2",
+            3,
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.wasmhttp]",
+        ),
     ] {
         let dir = temp(&format!("{flavour}-v{version}"));
         let root = dir.0.join("host");
@@ -240,8 +252,8 @@ struct StandInApiServer {
 fn stand_in_api_server(status: u16, connections: usize) -> StandInApiServer {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::sync::Arc;
-    let certified = rcgen::generate_simple_self_signed(vec!["kubernetes.default.svc".into()])
-        .unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["kubernetes.default.svc".into()]).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -275,7 +287,11 @@ fn stand_in_api_server(status: u16, connections: usize) -> StandInApiServer {
             }
             let length: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
                 .unwrap_or(0);
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
@@ -300,7 +316,13 @@ fn stand_in_api_server(status: u16, connections: usize) -> StandInApiServer {
     }
 }
 
-fn labelling_installer(command: &str, root: &Path, shim: &Path, api: &StandInApiServer, accounts: &Path) -> Output {
+fn labelling_installer(
+    command: &str,
+    root: &Path,
+    shim: &Path,
+    api: &StandInApiServer,
+    accounts: &Path,
+) -> Output {
     std::fs::create_dir_all(accounts).unwrap();
     std::fs::write(accounts.join("token"), "test-token\n").unwrap();
     std::fs::write(accounts.join("ca.crt"), &api.ca_pem).unwrap();
@@ -349,7 +371,10 @@ fn labels_the_node_through_the_api_server_and_unlabels_on_uninstall() {
             request.starts_with("PATCH /api/v1/nodes/node-a HTTP/1.1\r\n"),
             "{request}"
         );
-        assert!(request.contains("Authorization: Bearer test-token\r\n"), "{request}");
+        assert!(
+            request.contains("Authorization: Bearer test-token\r\n"),
+            "{request}"
+        );
         assert!(
             request.contains("Content-Type: application/merge-patch+json\r\n"),
             "{request}"
@@ -362,7 +387,10 @@ fn labels_the_node_through_the_api_server_and_unlabels_on_uninstall() {
     let output = labelling_installer("install", &root, &shim, &forbidden, &accounts);
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(said.contains("403") && said.contains("patch") && said.contains("nodes"), "{said}");
+    assert!(
+        said.contains("403") && said.contains("patch") && said.contains("nodes"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -373,11 +401,17 @@ fn bad_options_name_the_value_and_what_is_accepted() {
         .unwrap();
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(said.contains("sometimes") && said.contains("auto, systemd, signal or never"), "{said}");
+    assert!(
+        said.contains("sometimes") && said.contains("auto, systemd, signal or never"),
+        "{said}"
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_wasmhttp-node-installer"))
         .args(["install", "--flavour", "microk8s"])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&output.stderr);
-    assert!(said.contains("microk8s") && said.contains("containerd, k3s"), "{said}");
+    assert!(
+        said.contains("microk8s") && said.contains("containerd, k3s"),
+        "{said}"
+    );
 }

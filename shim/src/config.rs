@@ -115,16 +115,20 @@ impl HostPattern {
         let name = host.strip_prefix("*.").unwrap_or(&host);
         let valid = host == "*"
             || (!name.is_empty()
-                && name
-                    .split('.')
-                    .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')))
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                }))
             || host.parse::<std::net::Ipv6Addr>().is_ok();
         valid.then_some(Self { host, port })
     }
 
     /// Whether a request to `host:port` is allowed by this entry.
     pub fn matches(&self, host: &str, port: u16) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let host_ok = match self.host.strip_prefix("*.") {
             _ if self.host == "*" => true,
             Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
@@ -313,7 +317,11 @@ impl Environment {
                         .filter(|entry| !entry.trim().is_empty())
                         .map(|entry| {
                             HostPattern::parse(entry).ok_or_else(|| SettingError {
-                                accepted: format!("{} (the entry {:?} is none of these)", accepted(&name), entry.trim()),
+                                accepted: format!(
+                                    "{} (the entry {:?} is none of these)",
+                                    accepted(&name),
+                                    entry.trim()
+                                ),
                                 ..error()
                             })
                         })
@@ -376,7 +384,9 @@ fn parse_duration(value: &str) -> Option<Duration> {
         "h" => number * 3600.0,
         _ => return None,
     };
-    (seconds.is_finite() && seconds >= 0.0 && seconds < 1e9).then(|| Duration::from_secs_f64(seconds))
+    (0.0..1e9)
+        .contains(&seconds)
+        .then(|| Duration::from_secs_f64(seconds))
 }
 
 /// Kubernetes quantities: `64Mi`, `1Gi`, `500M`, `10k`, or bytes.
@@ -389,8 +399,8 @@ fn parse_size(value: &str) -> Option<u64> {
     let factor: u64 = match unit {
         "" => 1,
         "k" | "K" => 1000,
-        "M" => 1000_000,
-        "G" => 1000_000_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
         "Ki" => 1 << 10,
         "Mi" | "MiB" => 1 << 20,
         "Gi" | "GiB" => 1 << 30,
@@ -412,7 +422,10 @@ mod tests {
         let env = parse(&["PATH=/bin", "GREETING=hi"]).unwrap();
         assert_eq!(env.settings, Settings::default());
         assert_eq!(env.settings.listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(env.settings.admin_listen, Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(
+            env.settings.admin_listen,
+            Some("0.0.0.0:9090".parse().unwrap())
+        );
         assert_eq!(env.settings.drain_timeout, Duration::from_secs(25));
         assert_eq!(env.settings.request_timeout, Duration::from_secs(30));
         assert_eq!(env.settings.max_instance_memory, 4 << 30);
@@ -468,7 +481,9 @@ mod tests {
             let message = parse(&[entry]).unwrap_err().to_string();
             let (name, value) = entry.split_once('=').unwrap();
             assert!(
-                message.contains(name) && message.contains(&format!("{value:?}")) && message.contains(says),
+                message.contains(name)
+                    && message.contains(&format!("{value:?}"))
+                    && message.contains(says),
                 "{entry}: {message}"
             );
         }
@@ -524,11 +539,21 @@ mod tests {
         assert!(!allowed("example.com", 443));
         assert!(!allowed("evil-api.example.com", 443));
         assert!(allowed("db.default.svc.cluster.local", 5432));
-        assert!(!allowed("svc.cluster.local", 80), "a wildcard covers subdomains only");
+        assert!(
+            !allowed("svc.cluster.local", 80),
+            "a wildcard covers subdomains only"
+        );
         assert!(allowed("127.0.0.1", 8080));
         assert!(!allowed("127.0.0.1", 8081));
         assert!(allowed("[::1]", 9000));
-        assert!(!parse(&["A=b"]).unwrap().settings.allowed_outbound_hosts.iter().any(|p| p.matches("x", 1)));
+        assert!(
+            !parse(&["A=b"])
+                .unwrap()
+                .settings
+                .allowed_outbound_hosts
+                .iter()
+                .any(|p| p.matches("x", 1))
+        );
         let any = parse(&["WASMHTTP_ALLOWED_OUTBOUND_HOSTS=*"]).unwrap();
         assert!(any.settings.allowed_outbound_hosts[0].matches("anything.at.all", 1));
         let err = parse(&["WASMHTTP_ALLOWED_OUTBOUND_HOSTS=ok.com,bad host,x:port"]).unwrap_err();

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{Linker, ResourceTable};
 use anyhow::Context as _;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};

@@ -109,7 +109,10 @@ impl Metrics {
         out.push_str("# HELP wasmhttp_requests_total Responses sent, by HTTP status.\n");
         out.push_str("# TYPE wasmhttp_requests_total counter\n");
         for (status, count) in self.responses.lock().unwrap().iter() {
-            let _ = writeln!(out, "wasmhttp_requests_total{{status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "wasmhttp_requests_total{{status=\"{status}\"}} {count}"
+            );
         }
         self.latency.render(
             &mut out,
@@ -122,9 +125,18 @@ impl Metrics {
             "Time to instantiate the component for one request.",
         );
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
-        gauge(&mut out, "wasmhttp_requests_in_flight", "Requests being served now.", "gauge", self.in_flight());
+        gauge(
+            &mut out,
+            "wasmhttp_requests_in_flight",
+            "Requests being served now.",
+            "gauge",
+            self.in_flight(),
+        );
         gauge(
             &mut out,
             "wasmhttp_guest_traps_total",
@@ -139,7 +151,9 @@ impl Metrics {
             "counter",
             self.timeouts.load(Relaxed),
         );
-        out.push_str("# HELP wasmhttp_rejections_total Requests answered without calling the guest.\n");
+        out.push_str(
+            "# HELP wasmhttp_rejections_total Requests answered without calling the guest.\n",
+        );
         out.push_str("# TYPE wasmhttp_rejections_total counter\n");
         for (reason, counter) in [
             ("overloaded", &self.rejected_overloaded),

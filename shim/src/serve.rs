@@ -179,7 +179,11 @@ impl HttpServer {
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 impl Handler {
-    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
@@ -200,7 +204,10 @@ impl Handler {
             metrics.rejected(Rejection::BodyTooLarge);
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("413 Payload Too Large: the body exceeds WASMHTTP_MAX_BODY={} bytes\n", self.settings.max_body),
+                format!(
+                    "413 Payload Too Large: the body exceeds WASMHTTP_MAX_BODY={} bytes\n",
+                    self.settings.max_body
+                ),
             );
         }
         // Beyond the cap, say so at once rather than queue without bound.
@@ -208,11 +215,13 @@ impl Handler {
             metrics.rejected(Rejection::Overloaded);
             let mut response = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable: the server is at WASMHTTP_MAX_CONCURRENCY; retry\n".into(),
+                "503 Service Unavailable: the server is at WASMHTTP_MAX_CONCURRENCY; retry\n"
+                    .into(),
             );
-            response
-                .headers_mut()
-                .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
             return response;
         };
         let _in_flight = metrics.start();

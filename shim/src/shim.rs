@@ -20,8 +20,8 @@ use containerd_shim_wasm::shim::{Compiler, Shim, Version, version};
 use wasmtime::Engine;
 
 use crate::config::{Environment, Limits};
-use crate::guest::Volume;
 use crate::engine;
+use crate::guest::Volume;
 use crate::precompile::{self, Bundle, RAW_WASM_LAYERS};
 use crate::runner::{self, ComponentCode, Prepared};
 use crate::world::{self, World};
@@ -197,7 +197,10 @@ fn volumes_of(spec: &oci_spec::runtime::Spec) -> Vec<Volume> {
 /// The container's resource limits (Kubernetes `resources.limits`), which
 /// some settings' defaults follow.
 fn limits_of(spec: &oci_spec::runtime::Spec) -> Limits {
-    let resources = spec.linux().as_ref().and_then(|linux| linux.resources().as_ref());
+    let resources = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.resources().as_ref());
     let memory = resources
         .and_then(|r| r.memory().as_ref())
         .and_then(|m| m.limit())

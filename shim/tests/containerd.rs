@@ -570,15 +570,16 @@ fn sigterm_drains_requests_in_flight(s: &Suite) {
     let mut task = s.containerd.run(
         "drain-1",
         &image,
-        &[("WASMHTTP_LISTEN", &listen), ("WASMHTTP_ADMIN_LISTEN", &admin_listen)],
+        &[
+            ("WASMHTTP_LISTEN", &listen),
+            ("WASMHTTP_ADMIN_LISTEN", &admin_listen),
+        ],
         &[],
         &[],
     );
     serving(addr, &mut task);
     assert_eq!(http::get(admin, "/readyz").unwrap().status, 200);
-    let in_flight: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || http::get(addr, "/sleep/800")))
-        .collect();
+    let in_flight = http::in_flight(addr, "/sleep/800", 3);
     std::thread::sleep(Duration::from_millis(300));
     let stopping = Instant::now();
     s.stop(&mut task);
@@ -587,15 +588,7 @@ fn sigterm_drains_requests_in_flight(s: &Suite) {
         "draining requests that needed < 1 s took {:?}",
         stopping.elapsed()
     );
-    for request in in_flight {
-        let response = request.join().unwrap().unwrap();
-        assert_eq!(
-            (response.status, response.text().as_str()),
-            (200, "slow fixture: done\n"),
-            "a request in flight was lost\n{}",
-            task.output()
-        );
-    }
+    http::assert_all_answered(in_flight, 200, "slow fixture: done\n", &task.output());
     assert!(task.stderr().contains("drained"), "{}", task.output());
 }
 
@@ -624,8 +617,13 @@ fn the_container_memory_limit_caps_each_instance(s: &Suite) {
 /// `ctr run --mount`: the spec's bind mounts become the guest's directories at
 /// the same paths; a read-only mount stays read-only; nothing else is seen.
 fn bind_mounts_are_the_guests_directories(s: &Suite) {
-    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/files-py/build/files-py.wasm");
-    assert!(wasm.exists(), "{} is missing: `make examples` builds it", wasm.display());
+    let wasm =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/files-py/build/files-py.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: `make examples` builds it",
+        wasm.display()
+    );
     let tar = images::wasmhttp_image(&s.work, &wasm, "wasmhttp-test/files-py:1");
     s.import(&tar, &[]);
     let data = s.work.join("mounts/data");
@@ -635,8 +633,14 @@ fn bind_mounts_are_the_guests_directories(s: &Suite) {
     std::fs::write(data.join("hello.txt"), "from a bind mount\n").unwrap();
     std::fs::write(config.join("app.conf"), "read only\n").unwrap();
     let (addr, listen) = loopback();
-    let data_mount = format!("type=bind,src={},dst=/data,options=rbind:rw", data.display());
-    let config_mount = format!("type=bind,src={},dst=/config,options=rbind:ro", config.display());
+    let data_mount = format!(
+        "type=bind,src={},dst=/data,options=rbind:rw",
+        data.display()
+    );
+    let config_mount = format!(
+        "type=bind,src={},dst=/config,options=rbind:ro",
+        config.display()
+    );
     let mut task = s.containerd.run(
         "mounts-1",
         "docker.io/wasmhttp-test/files-py:1",
@@ -646,17 +650,41 @@ fn bind_mounts_are_the_guests_directories(s: &Suite) {
     );
     serving(addr, &mut task);
     let read = http::get(addr, "/data/hello.txt").unwrap();
-    assert_eq!((read.status, read.text().as_str()), (200, "from a bind mount\n"), "{}", task.output());
+    assert_eq!(
+        (read.status, read.text().as_str()),
+        (200, "from a bind mount\n"),
+        "{}",
+        task.output()
+    );
     let written = http::request(addr, "PUT", "/data/out.txt", &[], b"from the guest\n").unwrap();
     assert_eq!(written.status, 201, "{}", written.text());
-    assert_eq!(std::fs::read_to_string(data.join("out.txt")).unwrap(), "from the guest\n");
-    assert_eq!(http::get(addr, "/config/app.conf").unwrap().text(), "read only\n");
+    assert_eq!(
+        std::fs::read_to_string(data.join("out.txt")).unwrap(),
+        "from the guest\n"
+    );
+    assert_eq!(
+        http::get(addr, "/config/app.conf").unwrap().text(),
+        "read only\n"
+    );
     let refused = http::request(addr, "PUT", "/config/app.conf", &[], b"changed\n").unwrap();
     assert_eq!(refused.status, 403, "{}", refused.text());
     // the image's own files and the container's system mounts are not the guest's
-    for path in ["/component.wasm", "/proc/self/status", "/etc/hostname", "/data/../component.wasm"] {
-        assert_ne!(http::get(addr, path).unwrap().status, 200, "{path} is visible");
+    for path in [
+        "/component.wasm",
+        "/proc/self/status",
+        "/etc/hostname",
+        "/data/../component.wasm",
+    ] {
+        assert_ne!(
+            http::get(addr, path).unwrap().status,
+            200,
+            "{path} is visible"
+        );
     }
-    assert!(task.stderr().contains("volume /config (read-only)"), "{}", task.output());
+    assert!(
+        task.stderr().contains("volume /config (read-only)"),
+        "{}",
+        task.output()
+    );
     s.stop(&mut task);
 }

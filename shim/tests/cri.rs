@@ -123,7 +123,10 @@ impl Suite {
     fn wait_for_cri(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match self.call(self.cri().list_pod_sandbox(ListPodSandboxRequest { filter: None })) {
+            match self.call(
+                self.cri()
+                    .list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+            ) {
                 Ok(_) => return,
                 Err(err) => assert!(
                     Instant::now() < deadline,
@@ -793,7 +796,9 @@ fn containerd_pids(config: &Path) -> Vec<i32> {
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
             (args.first().is_some_and(|a| a.ends_with("containerd"))
-                && args.windows(2).any(|w| w[0] == "--config" && w[1] == wanted))
+                && args
+                    .windows(2)
+                    .any(|w| w[0] == "--config" && w[1] == wanted))
             .then_some(pid)
         })
         .collect()
@@ -803,9 +808,18 @@ fn containerd_pids(config: &Path) -> Vec<i32> {
 /// become in CRI): each a directory of the guest at its mount path,
 /// `readOnly` ones read-only.
 fn volume_mounts_are_the_guests_directories(s: &Suite) {
-    let wasm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/files-py/build/files-py.wasm");
-    assert!(wasm.exists(), "{} is missing: `make examples` builds it", wasm.display());
-    s.import_k8s(&images::wasmhttp_image(&s.work, &wasm, "wasmhttp-test/files-py:cri"));
+    let wasm =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/files-py/build/files-py.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: `make examples` builds it",
+        wasm.display()
+    );
+    s.import_k8s(&images::wasmhttp_image(
+        &s.work,
+        &wasm,
+        "wasmhttp-test/files-py:cri",
+    ));
     let config = s.work.join("volumes/config");
     let scratch = s.work.join("volumes/scratch");
     std::fs::create_dir_all(&config).unwrap();
@@ -833,7 +847,10 @@ fn volume_mounts_are_the_guests_directories(s: &Suite) {
     )
     .unwrap_or_else(|e| panic!("starting files-py: {}", e.message()));
     let conf = pod.get(8080, "/etc/app/app.conf");
-    assert_eq!((conf.status, conf.text().as_str()), (200, "from a configMap-like volume\n"));
+    assert_eq!(
+        (conf.status, conf.text().as_str()),
+        (200, "from a configMap-like volume\n")
+    );
     let netns = pod.netns();
     let (written, refused) = in_netns(&netns, || {
         let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
@@ -843,7 +860,10 @@ fn volume_mounts_are_the_guests_directories(s: &Suite) {
         )
     });
     assert_eq!(written.status, 201, "{}", written.text());
-    assert_eq!(std::fs::read_to_string(scratch.join("note.txt")).unwrap(), "kept\n");
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("note.txt")).unwrap(),
+        "kept\n"
+    );
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert_eq!(
         std::fs::read_to_string(config.join("app.conf")).unwrap(),

@@ -229,16 +229,17 @@ fn sigterm_drains_requests_in_flight_and_exits_zero() {
     // an idle keep-alive connection, which the drain must close
     let mut idle = http::Connection::open(addr).unwrap();
     assert_eq!(idle.send("GET", "/sleep/1", &[], b"").unwrap().status, 200);
-    let in_flight: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || http::get(addr, "/sleep/800")))
-        .collect();
+    let in_flight = http::in_flight(addr, "/sleep/800", 3);
     std::thread::sleep(Duration::from_millis(300));
     let pid = served.child.id();
     nix_kill(pid, 15);
     std::thread::sleep(Duration::from_millis(100));
     // not ready while draining, and no new connections
     assert_eq!(http::get(admin, "/readyz").unwrap().status, 503);
-    assert!(http::get(addr, "/").is_err(), "still accepting after SIGTERM");
+    assert!(
+        http::get(addr, "/").is_err(),
+        "still accepting after SIGTERM"
+    );
     let stopping = Instant::now();
     let status = served.terminate_wait();
     assert!(status.success(), "{status}");
@@ -247,14 +248,7 @@ fn sigterm_drains_requests_in_flight_and_exits_zero() {
         "the drain took {:?} for requests that needed < 1 s",
         stopping.elapsed()
     );
-    for request in in_flight {
-        let response = request.join().unwrap().unwrap();
-        assert_eq!(
-            (response.status, response.text().as_str()),
-            (200, "slow fixture: done\n"),
-            "a request in flight was cut"
-        );
-    }
+    http::assert_all_answered(in_flight, 200, "slow fixture: done\n", "");
     assert!(
         idle.send("GET", "/sleep/1", &[], b"").is_err(),
         "the idle keep-alive connection was left open"
@@ -265,7 +259,12 @@ fn sigterm_drains_requests_in_flight_and_exits_zero() {
 fn the_drain_is_bounded_and_a_second_signal_ends_it() {
     let dir = temp_dir("drain-bound");
     let slow = fixture(&dir, "slow");
-    let bounded = serve("bounded", &slow, &[], &[("WASMHTTP_DRAIN_TIMEOUT", "500ms")]);
+    let bounded = serve(
+        "bounded",
+        &slow,
+        &[],
+        &[("WASMHTTP_DRAIN_TIMEOUT", "500ms")],
+    );
     let addr = bounded.addr;
     let stuck = std::thread::spawn(move || http::get(addr, "/sleep/10000"));
     std::thread::sleep(Duration::from_millis(200));
@@ -277,7 +276,10 @@ fn the_drain_is_bounded_and_a_second_signal_ends_it() {
         took >= Duration::from_millis(400) && took < Duration::from_secs(3),
         "WASMHTTP_DRAIN_TIMEOUT=500ms, exit after {took:?}"
     );
-    assert!(stuck.join().unwrap().is_err(), "the 10 s request cannot have completed");
+    assert!(
+        stuck.join().unwrap().is_err(),
+        "the 10 s request cannot have completed"
+    );
 
     let twice = serve("twice", &slow, &[], &[]);
     let addr = twice.addr;
@@ -301,7 +303,12 @@ fn the_drain_is_bounded_and_a_second_signal_ends_it() {
 #[test]
 fn request_timeout_stops_even_an_infinite_loop_with_504() {
     let dir = temp_dir("timeout");
-    let looping = serve("loop", &fixture(&dir, "infinite-loop"), &[], &[("WASMHTTP_REQUEST_TIMEOUT", "500ms")]);
+    let looping = serve(
+        "loop",
+        &fixture(&dir, "infinite-loop"),
+        &[],
+        &[("WASMHTTP_REQUEST_TIMEOUT", "500ms")],
+    );
     let admin = looping.admin;
     let addr = looping.addr;
     // more loops than worker threads: each must be stopped, none may block the rest
@@ -320,21 +327,39 @@ fn request_timeout_stops_even_an_infinite_loop_with_504() {
     assert_eq!(metric(admin, "wasmhttp_request_timeouts_total"), 4.0);
     assert_eq!(http::get(admin, "/healthz").unwrap().status, 200);
 
-    let slow = serve("slow-timeout", &fixture(&dir, "slow"), &[], &[("WASMHTTP_REQUEST_TIMEOUT", "300ms")]);
+    let slow = serve(
+        "slow-timeout",
+        &fixture(&dir, "slow"),
+        &[],
+        &[("WASMHTTP_REQUEST_TIMEOUT", "300ms")],
+    );
     assert_eq!(http::get(slow.addr, "/sleep/5000").unwrap().status, 504);
     assert_eq!(http::get(slow.addr, "/sleep/10").unwrap().status, 200);
-    assert!(slow.log().contains("WASMHTTP_REQUEST_TIMEOUT"), "{}", slow.log());
+    assert!(
+        slow.log().contains("WASMHTTP_REQUEST_TIMEOUT"),
+        "{}",
+        slow.log()
+    );
 }
 
 #[test]
 fn instance_memory_is_capped_and_an_overrun_is_a_500() {
     let dir = temp_dir("memory");
-    let greedy = serve("greedy", &fixture(&dir, "grow-memory"), &[], &[("WASMHTTP_MAX_INSTANCE_MEMORY", "8Mi")]);
+    let greedy = serve(
+        "greedy",
+        &fixture(&dir, "grow-memory"),
+        &[],
+        &[("WASMHTTP_MAX_INSTANCE_MEMORY", "8Mi")],
+    );
     let admin = greedy.admin;
     for _ in 0..3 {
         let started = Instant::now();
         assert_eq!(http::get(greedy.addr, "/").unwrap().status, 500);
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
     assert_eq!(metric(admin, "wasmhttp_guest_traps_total"), 3.0);
     assert!(greedy.log().contains("wasm trap"), "{}", greedy.log());
@@ -343,24 +368,32 @@ fn instance_memory_is_capped_and_an_overrun_is_a_500() {
 #[test]
 fn beyond_max_concurrency_requests_get_503_at_once() {
     let dir = temp_dir("concurrency");
-    let served = serve("busy", &fixture(&dir, "slow"), &[], &[("WASMHTTP_MAX_CONCURRENCY", "2")]);
+    let served = serve(
+        "busy",
+        &fixture(&dir, "slow"),
+        &[],
+        &[("WASMHTTP_MAX_CONCURRENCY", "2")],
+    );
     let admin = served.admin;
     let addr = served.addr;
-    let busy: Vec<_> = (0..2)
-        .map(|_| std::thread::spawn(move || http::get(addr, "/sleep/1000")))
-        .collect();
+    let busy = http::in_flight(addr, "/sleep/1000", 2);
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let refused = http::get(addr, "/sleep/1").unwrap();
     assert_eq!(refused.status, 503);
     assert_eq!(refused.header("retry-after"), Some("1"));
-    assert!(started.elapsed() < Duration::from_millis(300), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(metric(admin, "wasmhttp_requests_in_flight"), 2.0);
-    for request in busy {
-        assert_eq!(request.join().unwrap().unwrap().status, 200);
-    }
+    http::assert_all_answered(busy, 200, "slow fixture: done\n", "");
     assert_eq!(http::get(addr, "/sleep/1").unwrap().status, 200);
-    assert_eq!(metric(admin, "wasmhttp_rejections_total{reason=\"overloaded\"}"), 1.0);
+    assert_eq!(
+        metric(admin, "wasmhttp_rejections_total{reason=\"overloaded\"}"),
+        1.0
+    );
 }
 
 #[test]
@@ -370,7 +403,10 @@ fn oversized_bodies_slow_headers_and_huge_headers_are_refused() {
         "limits",
         &fixture(&dir, "echo"),
         &[],
-        &[("WASMHTTP_MAX_BODY", "1Ki"), ("WASMHTTP_HEADER_TIMEOUT", "500ms")],
+        &[
+            ("WASMHTTP_MAX_BODY", "1Ki"),
+            ("WASMHTTP_HEADER_TIMEOUT", "500ms"),
+        ],
     );
     let addr = served.addr;
     let small = http::request(addr, "POST", "/", &[], &[b'a'; 1000]).unwrap();
@@ -391,7 +427,11 @@ fn oversized_bodies_slow_headers_and_huge_headers_are_refused() {
         "a connection without complete headers was kept {:?}",
         started.elapsed()
     );
-    assert!(!String::from_utf8_lossy(&rest).contains(" 200 "), "{}", String::from_utf8_lossy(&rest));
+    assert!(
+        !String::from_utf8_lossy(&rest).contains(" 200 "),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
 
     let huge = "x".repeat(100 * 1024);
     let response = http::request(addr, "GET", "/", &[("x-huge", &huge)], b"");
@@ -400,7 +440,11 @@ fn oversized_bodies_slow_headers_and_huge_headers_are_refused() {
         "{:?}",
         response.map(|r| r.status)
     );
-    assert_eq!(http::get(addr, "/").unwrap().status, 200, "the server must go on");
+    assert_eq!(
+        http::get(addr, "/").unwrap().status,
+        200,
+        "the server must go on"
+    );
 }
 
 #[test]
@@ -444,25 +488,48 @@ fn admin_endpoints_report_health_readiness_and_metrics() {
     assert_eq!(http::get(served.addr, "/ok").unwrap().status, 200);
     assert_eq!(http::get(served.addr, "/trap").unwrap().status, 500);
     let metrics = http::get(admin, "/metrics").unwrap();
-    assert_eq!(metrics.header("content-type"), Some("text/plain; version=0.0.4"));
-    assert_eq!(metric(admin, "wasmhttp_requests_total{status=\"200\"}"), 1.0);
-    assert_eq!(metric(admin, "wasmhttp_requests_total{status=\"500\"}"), 1.0);
-    assert_eq!(metric(admin, "wasmhttp_request_duration_seconds_count"), 2.0);
-    assert_eq!(metric(admin, "wasmhttp_instantiation_duration_seconds_count"), 2.0);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4")
+    );
+    assert_eq!(
+        metric(admin, "wasmhttp_requests_total{status=\"200\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(admin, "wasmhttp_requests_total{status=\"500\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(admin, "wasmhttp_request_duration_seconds_count"),
+        2.0
+    );
+    assert_eq!(
+        metric(admin, "wasmhttp_instantiation_duration_seconds_count"),
+        2.0
+    );
     assert_eq!(metric(admin, "wasmhttp_guest_traps_total"), 1.0);
     assert_eq!(metric(admin, "wasmhttp_requests_in_flight"), 0.0);
     // probing never runs the guest
     for _ in 0..5 {
         http::get(admin, "/readyz").unwrap();
     }
-    assert_eq!(metric(admin, "wasmhttp_instantiation_duration_seconds_count"), 2.0);
+    assert_eq!(
+        metric(admin, "wasmhttp_instantiation_duration_seconds_count"),
+        2.0
+    );
     assert_eq!(http::get(admin, "/other").unwrap().status, 404);
 }
 
 #[test]
 fn access_log_writes_one_json_line_per_request() {
     let dir = temp_dir("access-log");
-    let served = serve("access-log", &fixture(&dir, "hello"), &[], &[("WASMHTTP_ACCESS_LOG", "json")]);
+    let served = serve(
+        "access-log",
+        &fixture(&dir, "hello"),
+        &[],
+        &[("WASMHTTP_ACCESS_LOG", "json")],
+    );
     http::get(served.addr, "/logged?x=1").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let line = loop {
@@ -617,7 +684,10 @@ fn commands_exit_with_their_code() {
 fn upstream(
     body: &'static str,
     connections: usize,
-) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -626,7 +696,9 @@ fn upstream(
     std::thread::spawn(move || {
         for stream in listener.incoming().take(connections) {
             let Ok(mut stream) = stream else { continue };
-            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
@@ -654,9 +726,15 @@ fn outbound_http_goes_only_to_allowed_hosts() {
     let started = Instant::now();
     let response = http::get(denied.addr, &target).unwrap();
     assert_eq!(response.status, 502, "{}", response.text());
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert!(
-        denied.log().contains("denied (not in WASMHTTP_ALLOWED_OUTBOUND_HOSTS)"),
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        denied
+            .log()
+            .contains("denied (not in WASMHTTP_ALLOWED_OUTBOUND_HOSTS)"),
         "{}",
         denied.log()
     );
@@ -705,8 +783,12 @@ fn volumes_are_preopened_read_only_ones_stay_read_only_and_nothing_else_is_seen(
     let addr = served.addr;
 
     let read = http::get(addr, "/data/hello.txt").unwrap();
-    assert_eq!((read.status, read.text().as_str()), (200, "hello from a volume\n"));
-    let written = http::request(addr, "PUT", "/data/new.txt", &[], b"written by the guest\n").unwrap();
+    assert_eq!(
+        (read.status, read.text().as_str()),
+        (200, "hello from a volume\n")
+    );
+    let written =
+        http::request(addr, "PUT", "/data/new.txt", &[], b"written by the guest\n").unwrap();
     assert_eq!(written.status, 201, "{}", written.text());
     assert_eq!(
         std::fs::read_to_string(data.join("new.txt")).unwrap(),
@@ -716,8 +798,16 @@ fn volumes_are_preopened_read_only_ones_stay_read_only_and_nothing_else_is_seen(
     assert_eq!((conf.status, conf.text().as_str()), (200, "mode = test\n"));
     let refused = http::request(addr, "PUT", "/config/app.conf", &[], b"changed\n").unwrap();
     assert_eq!(refused.status, 403, "{}", refused.text());
-    assert_eq!(std::fs::read_to_string(config.join("app.conf")).unwrap(), "mode = test\n");
-    for escape in ["/data/../outside.txt", "/config/../../outside.txt", "/etc/passwd", "/outside.txt"] {
+    assert_eq!(
+        std::fs::read_to_string(config.join("app.conf")).unwrap(),
+        "mode = test\n"
+    );
+    for escape in [
+        "/data/../outside.txt",
+        "/config/../../outside.txt",
+        "/etc/passwd",
+        "/outside.txt",
+    ] {
         let response = http::get(addr, escape).unwrap();
         assert_ne!(response.status, 200, "{escape}: {}", response.text());
         assert!(!response.text().contains("host secret"), "{escape}");

@@ -176,3 +176,35 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `count` GET requests for `path`, each on its own connection and thread,
+/// all sent at once (requests in flight for drain and load-shedding tests).
+pub fn in_flight(
+    addr: SocketAddr,
+    path: &'static str,
+    count: usize,
+) -> Vec<std::thread::JoinHandle<std::io::Result<Response>>> {
+    (0..count)
+        .map(|_| std::thread::spawn(move || get(addr, path)))
+        .collect()
+}
+
+/// Every request of [`in_flight`] completed with `status` and exactly `body`.
+pub fn assert_all_answered(
+    requests: Vec<std::thread::JoinHandle<std::io::Result<Response>>>,
+    status: u16,
+    body: &str,
+    context: &str,
+) {
+    for request in requests {
+        let response = request
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("a request in flight failed: {e}\n{context}"));
+        assert_eq!(
+            (response.status, response.text().as_str()),
+            (status, body),
+            "a request in flight was cut\n{context}"
+        );
+    }
+}
