@@ -61,6 +61,11 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
         "none: all outbound HTTP is denied",
     ),
     (
+        "WASMHTTP_ALLOW_SOCKETS",
+        "`0` or `1`: whether the guest may use wasi:sockets (TCP/UDP, name lookups) in the container's network namespace",
+        "0",
+    ),
+    (
         "WASMHTTP_ACCESS_LOG",
         "`off` or `json` (one JSON line per request on stderr)",
         "off",
@@ -83,6 +88,8 @@ pub struct Settings {
     pub access_log: AccessLog,
     /// Where the guest may send HTTP requests; empty denies all.
     pub allowed_outbound_hosts: Vec<HostPattern>,
+    /// The guest may open sockets and look up names (wasi:sockets).
+    pub allow_sockets: bool,
 }
 
 /// One entry of WASMHTTP_ALLOWED_OUTBOUND_HOSTS.
@@ -196,6 +203,7 @@ impl Settings {
             header_timeout: Duration::from_secs(10),
             access_log: AccessLog::Off,
             allowed_outbound_hosts: Vec::new(),
+            allow_sockets: false,
         }
     }
 }
@@ -326,6 +334,13 @@ impl Environment {
                             })
                         })
                         .collect::<Result<_, _>>()?
+                }
+                "WASMHTTP_ALLOW_SOCKETS" => {
+                    settings.allow_sockets = match value_str {
+                        "1" | "true" => true,
+                        "0" | "false" | "" => false,
+                        _ => return Err(error()),
+                    }
                 }
                 "WASMHTTP_ACCESS_LOG" => {
                     settings.access_log = match value_str {
@@ -477,6 +492,7 @@ mod tests {
             ("WASMHTTP_MAX_BODY=1Ti", "size"),
             ("WASMHTTP_ACCESS_LOG=yaml", "json"),
             ("WASMHTTP_ADMIN_LISTEN=no", "off"),
+            ("WASMHTTP_ALLOW_SOCKETS=yes", "`0` or `1`"),
         ] {
             let message = parse(&[entry]).unwrap_err().to_string();
             let (name, value) = entry.split_once('=').unwrap();

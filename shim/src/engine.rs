@@ -19,13 +19,38 @@ const ARTIFACT_FORMAT: u32 = 1;
 /// wasmtime's version, as locked in Cargo.lock (see build.rs).
 pub const WASMTIME_VERSION: &str = env!("LOCKED_WASMTIME_VERSION");
 
-/// Builds the engine shared by every request of this process.
+/// How many instances may exist at once and how much memory each may have:
+/// the pooling allocator reserves its slots to match (the settings
+/// WASMHTTP_MAX_CONCURRENCY and WASMHTTP_MAX_INSTANCE_MEMORY).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolLimits {
+    pub instances: u32,
+    pub memory: u64,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        Self {
+            instances: 1000,
+            memory: 4 << 30,
+        }
+    }
+}
+
+/// Builds an engine with the default pool (for compiling and precompiling).
 pub fn new_engine() -> Result<Engine> {
+    new_engine_with(PoolLimits::default())
+}
+
+/// Builds the engine shared by every request of this process. The pool's
+/// sizes do not change the compiled code, so artifacts precompiled with
+/// [`new_engine`] load here (a test checks that).
+pub fn new_engine_with(limits: PoolLimits) -> Result<Engine> {
     let mut config = Config::new();
     // Instantiation per request must be cheap: pre-reserved slots instead of
     // mmap/munmap per instance, and linear memories initialised copy-on-write
     // from the component's data segments instead of copied.
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(limits)));
     config.memory_init_cow(true);
     // WASMHTTP_REQUEST_TIMEOUT must stop a guest that never yields (an
     // infinite loop): compiled code checks an epoch counter that
@@ -36,15 +61,19 @@ pub fn new_engine() -> Result<Engine> {
         .context("configuring wasmtime")
 }
 
-fn pooling_config() -> PoolingAllocationConfig {
+fn pooling_config(limits: PoolLimits) -> PoolingAllocationConfig {
     let mut pooling = PoolingAllocationConfig::default();
     // Components from componentize-js and componentize-py contain several core
     // instances, memories and large tables; the defaults are sized for small
-    // Rust guests.
-    pooling.total_component_instances(1000);
-    pooling.total_core_instances(4000);
-    pooling.total_memories(2000);
-    pooling.total_tables(4000);
+    // Rust guests. A quarter more slots than the concurrency cap: a guest that
+    // was stopped at its timeout may still hold its slot for a moment after
+    // its request's permit went to the next one.
+    let instances = limits.instances.saturating_add(limits.instances / 4 + 2);
+    pooling.total_component_instances(instances);
+    pooling.total_core_instances(instances * 4);
+    pooling.total_memories(instances * 2);
+    pooling.total_tables(instances * 4);
+    pooling.max_memory_size(usize::try_from(limits.memory).unwrap_or(usize::MAX));
     pooling.max_core_instances_per_component(50);
     pooling.max_memories_per_component(20);
     pooling.max_tables_per_component(50);
@@ -152,6 +181,20 @@ mod tests {
         config.cranelift_opt_level(wasmtime::OptLevel::None);
         let other = cache_key(&Engine::new(&config).unwrap());
         assert_ne!(ours, other);
+    }
+
+    #[test]
+    fn pool_sizes_do_not_change_the_artifacts() {
+        let precompiling = new_engine().unwrap();
+        let serving = new_engine_with(PoolLimits {
+            instances: 8,
+            memory: 64 << 20,
+        })
+        .unwrap();
+        assert_eq!(cache_key(&precompiling), cache_key(&serving));
+        let wasm = wasmhttp_fixtures::build("hello").unwrap();
+        let artifact = precompile(&precompiling, &wasm).unwrap();
+        load_precompiled(&serving, &artifact).unwrap();
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct GuestConfig {
     pub outbound: Arc<Vec<HostPattern>>,
     /// Directories the guest sees (the container's volumes).
     pub volumes: Vec<Volume>,
+    /// wasi:sockets and name lookups in the container's network namespace.
+    pub sockets: bool,
 }
 
 /// A directory of the container mapped into the guest as a WASI preopen.
@@ -75,6 +77,14 @@ impl GuestState {
         // Guest stdout/stderr are the container's: `ctr` and `kubectl logs` show them.
         wasi.inherit_stdout().inherit_stderr();
         wasi.envs(&config.env).args(&config.args);
+        if config.sockets {
+            // the container's network namespace is the sandbox here, as it is
+            // for any process in the pod
+            wasi.inherit_network()
+                .allow_tcp(true)
+                .allow_udp(true)
+                .allow_ip_name_lookup(true);
+        }
         for volume in &config.volumes {
             let perms = if volume.read_only {
                 FsPerms::ReadOnly

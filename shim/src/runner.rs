@@ -60,7 +60,10 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         let bound = admin::start(addr, state.clone()).await?;
         eprintln!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
     }
-    let engine = engine::new_engine()?;
+    let engine = engine::new_engine_with(engine::PoolLimits {
+        instances: u32::try_from(settings.max_concurrency).unwrap_or(u32::MAX),
+        memory: settings.max_instance_memory,
+    })?;
     engine::start_epoch_ticker(&engine);
     let started = Instant::now();
     let component = load(&engine, code)?;
@@ -74,6 +77,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         max_memory: settings.max_instance_memory,
         outbound: Arc::new(settings.allowed_outbound_hosts.clone()),
         volumes: usable_volumes(volumes),
+        sockets: settings.allow_sockets,
     };
 
     match world {

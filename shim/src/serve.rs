@@ -295,7 +295,6 @@ impl Handler {
         // has handed over the response head: it still has to stream the body.
         // It holds its concurrency permit until it is done.
         let guest = AbortOnDrop(Some(tokio::task::spawn(async move {
-            let _permit = permit;
             let instantiating = Instant::now();
             let result = match pre.instantiate_async(&mut store).await {
                 Ok(proxy) => {
@@ -313,6 +312,9 @@ impl Handler {
             {
                 state.metrics.traps.fetch_add(1, Ordering::Relaxed);
             }
+            // the instance's pool slot is free before the next request may start
+            drop(store);
+            drop(permit);
             result
         })));
 

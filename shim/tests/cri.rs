@@ -61,6 +61,10 @@ const CASES: &[harness::Case<Suite>] = &[
         "volume_mounts_are_the_guests_directories",
         volume_mounts_are_the_guests_directories,
     ),
+    (
+        "sockets_are_granted_inside_the_pod_network_namespace",
+        sockets_are_granted_inside_the_pod_network_namespace,
+    ),
     // last: it restarts the suite's containerd with a config of its own
     (
         "node_installer_registers_the_handler_with_a_running_containerd",
@@ -265,16 +269,17 @@ impl<'a> Pod<'a> {
         reference: &str,
         env: &[(&str, &str)],
     ) -> Result<String, tonic_cri::Status> {
-        self.start_with_mounts(name, reference, env, Vec::new())
+        self.start_with(name, reference, env, Vec::new(), &[])
     }
 
-    /// `start` with volumes, as the kubelet passes a pod's volumeMounts.
-    fn start_with_mounts(
+    /// `start` with volumes (a pod's volumeMounts) and arguments (its `args`).
+    fn start_with(
         &mut self,
         name: &str,
         reference: &str,
         env: &[(&str, &str)],
         mounts: Vec<Mount>,
+        args: &[&str],
     ) -> Result<String, tonic_cri::Status> {
         let image = self
             .suite
@@ -299,6 +304,7 @@ impl<'a> Pod<'a> {
                 .collect(),
             log_path: format!("{name}/0.log"),
             mounts,
+            args: args.iter().map(|a| a.to_string()).collect(),
             ..Default::default()
         };
         let id = self
@@ -826,7 +832,7 @@ fn volume_mounts_are_the_guests_directories(s: &Suite) {
     std::fs::create_dir_all(&scratch).unwrap();
     std::fs::write(config.join("app.conf"), "from a configMap-like volume\n").unwrap();
     let mut pod = Pod::run(s, "volumes");
-    pod.start_with_mounts(
+    pod.start_with(
         "files",
         "wasmhttp-test/files-py:cri",
         &[],
@@ -844,6 +850,7 @@ fn volume_mounts_are_the_guests_directories(s: &Suite) {
                 ..Default::default()
             },
         ],
+        &[],
     )
     .unwrap_or_else(|e| panic!("starting files-py: {}", e.message()));
     let conf = pod.get(8080, "/etc/app/app.conf");
@@ -871,5 +878,68 @@ fn volume_mounts_are_the_guests_directories(s: &Suite) {
     );
     // CRI's own files (/etc/hosts, /etc/resolv.conf, /dev/termination-log) are not volumes
     assert_ne!(pod.get(8080, "/etc/hosts").status, 200);
+    pod.remove();
+}
+
+/// A command component with its own TCP server (wasi:sockets), as under plain
+/// `wasmtime run`: refused by default, serving inside the pod's network
+/// namespace with WASMHTTP_ALLOW_SOCKETS=1.
+fn sockets_are_granted_inside_the_pod_network_namespace(s: &Suite) {
+    s.import_fixture("tcp-server", "wasmhttp-test/tcp-server:1");
+    let mut pod = Pod::run(s, "sockets");
+    let denied = pod
+        .start_with(
+            "denied",
+            "wasmhttp-test/tcp-server:1",
+            &[],
+            Vec::new(),
+            &["7001"],
+        )
+        .unwrap_or_else(|e| panic!("starting the refused server: {}", e.message()));
+    let allowed = pod
+        .start_with(
+            "allowed",
+            "wasmhttp-test/tcp-server:1",
+            &[("WASMHTTP_ALLOW_SOCKETS", "1")],
+            Vec::new(),
+            &["7000"],
+        )
+        .unwrap_or_else(|e| panic!("starting the socket server: {}", e.message()));
+    let netns = pod.netns();
+    let greeting = in_netns(&netns, || {
+        use std::io::Read;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut stream) = std::net::TcpStream::connect("127.0.0.1:7000") {
+                let mut text = String::new();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                stream.read_to_string(&mut text).unwrap();
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing listens on 127.0.0.1:7000 in the pod"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    assert_eq!(greeting, "hello from a wasi:sockets server\n");
+    // the server exits 0 after its one connection; the other was refused
+    let exited = |pod: &mut Pod, id: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = pod.status(id);
+            if status.state == ContainerState::ContainerExited as i32 {
+                return status.exit_code;
+            }
+            assert!(Instant::now() < deadline, "{id} did not exit: {status:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(exited(&mut pod, &allowed), 0);
+    assert_eq!(exited(&mut pod, &denied), 1);
+    pod.wait_for_log("denied", "tcp-server fixture: refused: create-tcp-socket");
     pod.remove();
 }

@@ -813,3 +813,51 @@ fn volumes_are_preopened_read_only_ones_stay_read_only_and_nothing_else_is_seen(
         assert!(!response.text().contains("host secret"), "{escape}");
     }
 }
+
+#[test]
+fn sockets_only_with_wasmhttp_allow_sockets() {
+    let dir = temp_dir("sockets");
+    let server = fixture(&dir, "tcp-server");
+    let port = free_port().to_string();
+    let denied = wasmhttp()
+        .arg("serve")
+        .arg(&server)
+        .args(["--", &port])
+        .output()
+        .unwrap();
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&denied.stdout).contains("refused: create-tcp-socket"),
+        "{}",
+        String::from_utf8_lossy(&denied.stdout)
+    );
+
+    let mut allowed = wasmhttp()
+        .arg("serve")
+        .arg(&server)
+        .args(["--", &port])
+        .env("WASMHTTP_ALLOW_SOCKETS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let greeting = loop {
+        use std::io::Read;
+        if let Ok(mut stream) = std::net::TcpStream::connect(format!("127.0.0.1:{port}")) {
+            let mut text = String::new();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream.read_to_string(&mut text).unwrap();
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest's server never listened"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(greeting, "hello from a wasi:sockets server\n");
+    assert!(allowed.wait().unwrap().success());
+}
