@@ -577,6 +577,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_table_lists_every_setting() {
+        let readme = include_str!("../../README.md");
+        for (name, _, _) in KNOWN {
+            assert!(
+                readme.lines().any(|l| l.starts_with(&format!("| `{name}` |"))),
+                "README's configuration table has no row for {name}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_settings_are_refused_not_ignored() {
         let err = parse(&["WASMHTTP_LISTNE=:80"]).unwrap_err();
         assert_eq!(err.variable, "WASMHTTP_LISTNE");
