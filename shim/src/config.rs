@@ -581,7 +581,9 @@ mod tests {
         let readme = include_str!("../../README.md");
         for (name, _, _) in KNOWN {
             assert!(
-                readme.lines().any(|l| l.starts_with(&format!("| `{name}` |"))),
+                readme
+                    .lines()
+                    .any(|l| l.starts_with(&format!("| `{name}` |"))),
                 "README's configuration table has no row for {name}"
             );
         }

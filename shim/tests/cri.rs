@@ -907,23 +907,7 @@ fn sockets_are_granted_inside_the_pod_network_namespace(s: &Suite) {
         .unwrap_or_else(|e| panic!("starting the socket server: {}", e.message()));
     let netns = pod.netns();
     let greeting = in_netns(&netns, || {
-        use std::io::Read;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut stream) = std::net::TcpStream::connect("127.0.0.1:7000") {
-                let mut text = String::new();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
-                stream.read_to_string(&mut text).unwrap();
-                return text;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nothing listens on 127.0.0.1:7000 in the pod"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        http::read_all_once_listening("127.0.0.1:7000".parse().unwrap(), Duration::from_secs(30))
     });
     assert_eq!(greeting, "hello from a wasi:sockets server\n");
     // the server exits 0 after its one connection; the other was refused

@@ -841,23 +841,10 @@ fn sockets_only_with_wasmhttp_allow_sockets() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let greeting = loop {
-        use std::io::Read;
-        if let Ok(mut stream) = std::net::TcpStream::connect(format!("127.0.0.1:{port}")) {
-            let mut text = String::new();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            stream.read_to_string(&mut text).unwrap();
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the guest's server never listened"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    };
+    let greeting = http::read_all_once_listening(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        Duration::from_secs(30),
+    );
     assert_eq!(greeting, "hello from a wasi:sockets server\n");
     assert!(allowed.wait().unwrap().success());
 }

@@ -208,3 +208,22 @@ pub fn assert_all_answered(
         );
     }
 }
+
+/// Connects to a plain TCP server once it listens (within `timeout`) and
+/// reads all it sends until it closes the connection.
+pub fn read_all_once_listening(addr: SocketAddr, timeout: Duration) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(addr) {
+            let mut text = String::new();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream.read_to_string(&mut text).unwrap();
+            return text;
+        }
+        assert!(Instant::now() < deadline, "nothing listened on {addr}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
