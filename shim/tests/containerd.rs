@@ -309,12 +309,7 @@ fn returning_without_a_response_is_a_500(s: &Suite) {
 /// The JS example is large (13 MB) and takes seconds to compile: the second
 /// start must skip that work.
 fn second_start_uses_the_precompiled_cache(s: &Suite) {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello-js/build/hello-js.wasm");
-    assert!(
-        js.exists(),
-        "{} is missing: `make examples` builds it (make test does)",
-        js.display()
-    );
+    let js = images::example("hello-js");
     let tar = images::wasmhttp_image(&s.work, &js, "wasmhttp-test/hello-js:cache");
     s.import(&tar, &[]);
     let image = "docker.io/wasmhttp-test/hello-js:cache";
@@ -617,13 +612,7 @@ fn the_container_memory_limit_caps_each_instance(s: &Suite) {
 /// `ctr run --mount`: the spec's bind mounts become the guest's directories at
 /// the same paths; a read-only mount stays read-only; nothing else is seen.
 fn bind_mounts_are_the_guests_directories(s: &Suite) {
-    let wasm =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/files-py/build/files-py.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: `make examples` builds it",
-        wasm.display()
-    );
+    let wasm = images::example("files-py");
     let tar = images::wasmhttp_image(&s.work, &wasm, "wasmhttp-test/files-py:1");
     s.import(&tar, &[]);
     let data = s.work.join("mounts/data");

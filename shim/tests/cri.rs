@@ -814,13 +814,7 @@ fn containerd_pids(config: &Path) -> Vec<i32> {
 /// become in CRI): each a directory of the guest at its mount path,
 /// `readOnly` ones read-only.
 fn volume_mounts_are_the_guests_directories(s: &Suite) {
-    let wasm =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/files-py/build/files-py.wasm");
-    assert!(
-        wasm.exists(),
-        "{} is missing: `make examples` builds it",
-        wasm.display()
-    );
+    let wasm = images::example("files-py");
     s.import_k8s(&images::wasmhttp_image(
         &s.work,
         &wasm,

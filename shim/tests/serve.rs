@@ -136,14 +136,7 @@ fn fixture(dir: &TempDir, name: &str) -> PathBuf {
 }
 
 fn example(name: &str) -> PathBuf {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}/build/{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: `make examples` builds it (make test does)",
-        path.display()
-    );
-    path
+    support::images::example(name)
 }
 
 #[test]

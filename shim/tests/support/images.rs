@@ -15,6 +15,18 @@ use oci_spec::image::{
 use wasmhttp::image::{OciArchive, gzip, single_file_tar};
 use wasmhttp::precompile::sha256_hex;
 
+/// The component `make examples` built for `examples/NAME`.
+pub fn example(name: &str) -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{name}/build/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: `make examples` builds it (make test does)",
+        path.display()
+    );
+    path
+}
+
 /// Writes fixture `name` to `dir/name.wasm`.
 pub fn fixture(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.wasm"));
