@@ -4,20 +4,28 @@
 # images have almost none): glibc with crt-static and libseccomp's archive.
 # Release profile, own target triple (so the flags never reach build scripts
 # or proc macros), stripped copies in build/static/.
+#   scripts/static.sh          the node binaries
+#   scripts/static.sh bench    also the `wasmhttp` CLI and the bench contenders
+#                              (native server, floor shim), for `make bench`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target=x86_64-unknown-linux-gnu
 out=build/static
-echo "static: building containerd-shim-wasmhttp-v1 and wasmhttp-node-installer ($target, release, static)"
+packages=(-p wasmhttp -p wasmhttp-node-installer)
+bins=(containerd-shim-wasmhttp-v1 wasmhttp-node-installer)
+if [ "${1:-}" = bench ]; then
+  packages+=(-p wasmhttp-bench)
+  packages+=(-p wasmhttp-fixtures)
+  bins+=(wasmhttp wasmhttp-fixtures wasmhttp-bench-native containerd-shim-floor-v1)
+fi
+echo "static: building ${bins[*]} ($target, release, static)"
 LIBSECCOMP_LINK_TYPE=static \
 LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
 RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --locked --release --target "$target" \
-    -p wasmhttp -p wasmhttp-node-installer \
-    --bin containerd-shim-wasmhttp-v1 --bin wasmhttp-node-installer
+  cargo build --locked --release --target "$target" "${packages[@]}" "${bins[@]/#/--bin=}"
 mkdir -p "$out"
-for bin in containerd-shim-wasmhttp-v1 wasmhttp-node-installer; do
+for bin in "${bins[@]}"; do
   strip -o "$out/$bin" "target/$target/release/$bin"
 done
 ls -l "$out"

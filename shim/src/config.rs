@@ -66,6 +66,11 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
         "0",
     ),
     (
+        "WASMHTTP_INSTANCE_REUSE",
+        "a number from 1 to 100000: how many requests, one after another, one guest instance may serve (1: a fresh instance for every request)",
+        "1",
+    ),
+    (
         "WASMHTTP_ACCESS_LOG",
         "`off` or `json` (one JSON line per request on stderr)",
         "off",
@@ -90,6 +95,9 @@ pub struct Settings {
     pub allowed_outbound_hosts: Vec<HostPattern>,
     /// The guest may open sockets and look up names (wasi:sockets).
     pub allow_sockets: bool,
+    /// Requests one instance serves in sequence before it is dropped; 1 keeps
+    /// every request in an instance of its own.
+    pub instance_reuse: u32,
 }
 
 /// One entry of WASMHTTP_ALLOWED_OUTBOUND_HOSTS.
@@ -162,6 +170,9 @@ pub struct Limits {
 
 /// The pooling allocator's slots: more instances than this cannot exist at once.
 pub const MAX_INSTANCES: usize = 1000;
+/// WASMHTTP_INSTANCE_REUSE's upper bound: high enough for any benefit, low enough
+/// that a slow leak in a guest is eventually reset.
+pub const MAX_INSTANCE_REUSE: u32 = 100_000;
 const WASM32_MEMORY: u64 = 4 << 30;
 
 impl Limits {
@@ -204,6 +215,7 @@ impl Settings {
             access_log: AccessLog::Off,
             allowed_outbound_hosts: Vec::new(),
             allow_sockets: false,
+            instance_reuse: 1,
         }
     }
 }
@@ -341,6 +353,13 @@ impl Environment {
                         "0" | "false" | "" => false,
                         _ => return Err(error()),
                     }
+                }
+                "WASMHTTP_INSTANCE_REUSE" => {
+                    settings.instance_reuse = value_str
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_INSTANCE_REUSE).contains(n))
+                        .ok_or_else(error)?
                 }
                 "WASMHTTP_ACCESS_LOG" => {
                     settings.access_log = match value_str {
@@ -493,6 +512,8 @@ mod tests {
             ("WASMHTTP_ACCESS_LOG=yaml", "json"),
             ("WASMHTTP_ADMIN_LISTEN=no", "off"),
             ("WASMHTTP_ALLOW_SOCKETS=yes", "`0` or `1`"),
+            ("WASMHTTP_INSTANCE_REUSE=0", "from 1 to 100000"),
+            ("WASMHTTP_INSTANCE_REUSE=many", "from 1 to 100000"),
         ] {
             let message = parse(&[entry]).unwrap_err().to_string();
             let (name, value) = entry.split_once('=').unwrap();
@@ -503,6 +524,14 @@ mod tests {
                 "{entry}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
+        assert_eq!(parse(&[]).unwrap().settings.instance_reuse, 1);
+        let reuse = parse(&["WASMHTTP_INSTANCE_REUSE=500"]).unwrap();
+        assert_eq!(reuse.settings.instance_reuse, 500);
+        assert!(parse(&["WASMHTTP_INSTANCE_REUSE=100001"]).is_err());
     }
 
     #[test]

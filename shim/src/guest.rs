@@ -111,6 +111,14 @@ impl GuestState {
     }
 }
 
+impl GuestState {
+    /// No resource of an earlier request (request, response, body, stream)
+    /// is left in the instance, so it can serve the next one.
+    pub fn is_idle(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
 /// `WASMHTTP_MAX_INSTANCE_MEMORY` for one instance: the sum of its linear
 /// memories (a componentize-js guest has several). Growth past it fails the
 /// way running out of memory does in wasm (`memory.grow` returns -1), so the

@@ -62,6 +62,10 @@ pub struct Metrics {
     in_flight: AtomicU64,
     pub traps: AtomicU64,
     pub timeouts: AtomicU64,
+    /// requests served by an instance kept from an earlier one (WASMHTTP_INSTANCE_REUSE)
+    pub reused: AtomicU64,
+    /// instances waiting for their next request (WASMHTTP_INSTANCE_REUSE)
+    pub warm_instances: AtomicU64,
     rejected_overloaded: AtomicU64,
     rejected_body: AtomicU64,
     rejected_draining: AtomicU64,
@@ -150,6 +154,20 @@ impl Metrics {
             "Requests stopped by WASMHTTP_REQUEST_TIMEOUT.",
             "counter",
             self.timeouts.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "wasmhttp_instances_reused_total",
+            "Requests served by an instance kept from an earlier request (WASMHTTP_INSTANCE_REUSE).",
+            "counter",
+            self.reused.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "wasmhttp_instances_warm",
+            "Instances kept for their next request (WASMHTTP_INSTANCE_REUSE).",
+            "gauge",
+            self.warm_instances.load(Relaxed),
         );
         out.push_str(
             "# HELP wasmhttp_rejections_total Requests answered without calling the guest.\n",

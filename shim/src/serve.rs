@@ -3,15 +3,17 @@
 //! `wasi:http/incoming-handler`.
 //!
 //! One engine and one pre-instantiated component ([`ProxyPre`]) per process;
-//! one `Store` and instance per request, so no state leaks between requests
-//! and a guest that traps only loses the request it was handling. Every limit
-//! is enforced here, before or around the guest, so that one bad client or
-//! guest costs its own request and never the server.
+//! by default one `Store` and instance per request, so no state leaks between
+//! requests and a guest that traps only loses the request it was handling.
+//! WASMHTTP_INSTANCE_REUSE trades that isolation for speed: an instance that
+//! answered cleanly serves up to n requests in sequence (see [`WarmInstances`]).
+//! Every limit is enforced here, before or around the guest, so that one bad
+//! client or guest costs its own request and never the server.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -26,10 +28,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
+use wasmtime::Store;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::config::{AccessLog, Settings};
@@ -60,6 +63,61 @@ struct Handler {
     /// One permit per request being served (WASMHTTP_MAX_CONCURRENCY).
     slots: Arc<Semaphore>,
     state: Arc<ServerState>,
+    warm: Arc<WarmInstances>,
+}
+
+/// Instances that answered a request cleanly and may serve another
+/// (WASMHTTP_INSTANCE_REUSE > 1). Never more than the concurrency cap exist:
+/// a new instance is made only when none is waiting here.
+struct WarmInstances {
+    idle: Mutex<Vec<Warm>>,
+    state: Arc<ServerState>,
+}
+
+struct Warm {
+    store: Store<GuestState>,
+    proxy: Proxy,
+    served: u32,
+    since: Instant,
+}
+
+/// A warm instance unused this long is dropped, giving its memory back.
+const WARM_IDLE_LIMIT: Duration = Duration::from_secs(5);
+
+impl WarmInstances {
+    fn take(&self) -> Option<Warm> {
+        let mut idle = self.idle.lock().unwrap();
+        // the most recently used one: its memory is the most likely in cache
+        let warm = idle.pop();
+        self.count(&idle);
+        warm
+    }
+
+    fn put(&self, warm: Warm) {
+        let mut idle = self.idle.lock().unwrap();
+        idle.push(warm);
+        self.count(&idle);
+    }
+
+    fn count(&self, idle: &[Warm]) {
+        let metrics = &self.state.metrics;
+        metrics
+            .warm_instances
+            .store(idle.len() as u64, Ordering::Relaxed);
+    }
+
+    fn drop_idle(&self) {
+        let expired: Vec<Warm> = {
+            let mut idle = self.idle.lock().unwrap();
+            // oldest first: `put` appends and `take` pops the newest
+            let expired = idle.partition_point(|warm| warm.since.elapsed() >= WARM_IDLE_LIMIT);
+            let expired = idle.drain(..expired).collect();
+            self.count(&idle);
+            expired
+        };
+        // stores are dropped outside the lock: freeing an instance takes a while
+        drop(expired);
+    }
 }
 
 /// A bound listener with its guest, ready to serve.
@@ -94,6 +152,10 @@ impl HttpServer {
                 guest,
                 settings: settings.clone(),
                 slots: Arc::new(Semaphore::new(settings.max_concurrency)),
+                warm: Arc::new(WarmInstances {
+                    idle: Mutex::default(),
+                    state: state.clone(),
+                }),
                 state,
             }),
         })
@@ -124,6 +186,17 @@ impl HttpServer {
             .timer(TokioTimer::new())
             .max_header_list_size(MAX_HEADER_BYTES as u32);
         let builder = Arc::new(builder);
+        if self.handler.settings.instance_reuse > 1 {
+            let warm = Arc::downgrade(&self.handler.warm);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(WARM_IDLE_LIMIT / 5);
+                loop {
+                    tick.tick().await;
+                    let Some(warm) = warm.upgrade() else { break };
+                    warm.drop_idle();
+                }
+            });
+        }
         self.handler.state.ready.store(true, Ordering::SeqCst);
         loop {
             let (stream, peer) = tokio::select! {
@@ -264,7 +337,12 @@ impl Handler {
         req: Request<Incoming>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Response<HyperOutgoingBody>> {
-        let mut store = guest::new_store(self.pre.engine(), &self.guest)?;
+        let reuse = self.settings.instance_reuse;
+        let warm = if reuse > 1 { self.warm.take() } else { None };
+        let (mut store, warm_proxy, served) = match warm {
+            Some(warm) => (warm.store, Some(warm.proxy), warm.served),
+            None => (guest::new_store(self.pre.engine(), &self.guest)?, None, 0),
+        };
         // Stops a guest that computes past the request timeout (an infinite
         // loop never yields to the timer above).
         store.set_epoch_deadline(engine::epoch_ticks(self.settings.request_timeout));
@@ -290,20 +368,30 @@ impl Handler {
         let out = store.data_mut().http().new_response_outparam(sender)?;
         let pre = self.pre.clone();
         let state = self.state.clone();
+        let warm = self.warm.clone();
 
         // The guest runs in its own task because it keeps running after it
         // has handed over the response head: it still has to stream the body.
         // It holds its concurrency permit until it is done.
         let guest = AbortOnDrop(Some(tokio::task::spawn(async move {
-            let instantiating = Instant::now();
-            let result = match pre.instantiate_async(&mut store).await {
-                Ok(proxy) => {
+            let proxy = match warm_proxy {
+                Some(proxy) => {
+                    state.metrics.reused.fetch_add(1, Ordering::Relaxed);
+                    Ok(proxy)
+                }
+                None => {
+                    let instantiating = Instant::now();
+                    let proxy = pre.instantiate_async(&mut store).await;
                     state.metrics.instantiation.observe(instantiating.elapsed());
                     proxy
-                        .wasi_http_incoming_handler()
-                        .call_handle(&mut store, req, out)
-                        .await
                 }
+            };
+            let result = match proxy {
+                Ok(proxy) => proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+                    .map(|()| proxy),
                 Err(err) => Err(err),
             };
             let result = result.map_err(guest::classify);
@@ -312,10 +400,32 @@ impl Handler {
             {
                 state.metrics.traps.fetch_add(1, Ordering::Relaxed);
             }
-            // the instance's pool slot is free before the next request may start
-            drop(store);
-            drop(permit);
-            result
+            match result {
+                // Kept only if nothing of this request outlives it in the
+                // instance: a response never set, a body never finished, a
+                // stream left open would otherwise hang until the instance
+                // is dropped (and the client with it).
+                Ok(proxy)
+                    if served + 1 < reuse
+                        && store.data().is_idle()
+                        && !state.draining.load(Ordering::Relaxed) =>
+                {
+                    warm.put(Warm {
+                        store,
+                        proxy,
+                        served: served + 1,
+                        since: Instant::now(),
+                    });
+                    drop(permit);
+                    Ok(())
+                }
+                result => {
+                    // the instance's pool slot is free before the next request may start
+                    drop(store);
+                    drop(permit);
+                    result.map(drop)
+                }
+            }
         })));
 
         match receiver.await {

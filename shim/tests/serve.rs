@@ -212,6 +212,59 @@ fn metric(admin: std::net::SocketAddr, line_start: &str) -> f64 {
         .unwrap_or_else(|| panic!("{line_start} not in\n{text}"))
 }
 
+/// Waits until the admin endpoint's metric `name` reads `value`.
+fn wait_for_metric(admin: std::net::SocketAddr, name: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(admin, name) != value {
+        assert!(Instant::now() < deadline, "{name} never became {value}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
+    let dir = temp_dir("reuse");
+    let counter = fixture(&dir, "counter");
+    let fresh = serve("fresh", &counter, &[], &[]);
+    for _ in 0..3 {
+        assert_eq!(http::get(fresh.addr, "/").unwrap().text(), "1");
+    }
+    assert_eq!(metric(fresh.admin, "wasmhttp_instances_reused_total"), 0.0);
+
+    let reused = serve("reused", &counter, &[], &[("WASMHTTP_INSTANCE_REUSE", "3")]);
+    let mut answers = Vec::new();
+    for _ in 0..7 {
+        answers.push(http::get(reused.addr, "/").unwrap().text());
+        // the instance goes back to the pool just after its response is out
+        let expected_warm = if answers.len() % 3 == 0 { 0.0 } else { 1.0 };
+        wait_for_metric(reused.admin, "wasmhttp_instances_warm", expected_warm);
+    }
+    assert_eq!(answers, ["1", "2", "3", "1", "2", "3", "1"]);
+    // a trap ends the instance: the next request gets a fresh one
+    assert_eq!(http::get(reused.addr, "/trap").unwrap().status, 500);
+    wait_for_metric(reused.admin, "wasmhttp_instances_warm", 0.0);
+    assert_eq!(http::get(reused.addr, "/").unwrap().text(), "1");
+    // served by an instance of an earlier request: 2, 3, 2, 3 and the trapping one
+    assert_eq!(metric(reused.admin, "wasmhttp_instances_reused_total"), 5.0);
+    assert!(reused.terminate().success());
+
+    // A guest that leaves its response unset is never kept (the client
+    // would wait for a response that can only come when the instance dies).
+    let untidy = serve(
+        "untidy",
+        &fixture(&dir, "no-response"),
+        &[],
+        &[("WASMHTTP_INSTANCE_REUSE", "100")],
+    );
+    for _ in 0..2 {
+        let started = Instant::now();
+        assert_eq!(http::get(untidy.addr, "/").unwrap().status, 500);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    assert_eq!(metric(untidy.admin, "wasmhttp_instances_warm"), 0.0);
+    assert_eq!(metric(untidy.admin, "wasmhttp_instances_reused_total"), 0.0);
+}
+
 #[test]
 fn sigterm_drains_requests_in_flight_and_exits_zero() {
     let dir = temp_dir("drain");

@@ -1,0 +1,654 @@
+#!/usr/bin/env python3
+"""`make bench`: wasmhttp against its peers, measured side by side in one run.
+
+Every contender serves the same component under the same load (wrk, keep-alive,
+loopback only, bounded duration); the shim runs under a private containerd of
+the bench's own. Prints one markdown table per section and writes everything
+to OUT/results.json and OUT/results.md.
+
+Contenders:
+  native          hyper with no wasm (bench/src/bin/native.rs): the ceiling
+  wasmtime serve  the wasmtime CLI of the same wasmtime version, pooling allocator on
+  wasmhttp serve  our CLI
+  shim (ctr)      containerd-shim-wasmhttp-v1 under containerd, `ctr run --net-host`
+
+Usage: bench.py --out DIR [--duration S] [--connections N] [--density N] [--quick]
+"""
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+STATIC = os.path.join(ROOT, "build", "static")
+SHIM = os.path.join(STATIC, "containerd-shim-wasmhttp-v1")
+FLOOR_SHIM = os.path.join(STATIC, "containerd-shim-floor-v1")
+WASMHTTP = os.path.join(STATIC, "wasmhttp")
+NATIVE = os.path.join(STATIC, "wasmhttp-bench-native")
+FIXTURES = os.path.join(STATIC, "wasmhttp-fixtures")
+JS_HELLO = os.path.join(ROOT, "examples", "hello-js", "build", "hello-js.wasm")
+NAMESPACE = "wasmhttp-bench"
+ECHO_BODY = 64 * 1024
+
+
+def log(*args):
+    print("bench:", *args, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(port, path="/", timeout=1.0):
+    """The status of one GET to 127.0.0.1:port, or None if nothing answers yet."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+            head = s.recv(64)
+    except OSError:
+        return None
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return int(m.group(1)) if m else None
+
+
+def wait_for_200(port, deadline_s, path="/"):
+    """Polls until a GET answers 200; returns the time.monotonic() it did."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if http_status(port, path) == 200:
+            return time.monotonic()
+        time.sleep(0.001)
+    raise RuntimeError(f"127.0.0.1:{port} did not answer 200 within {deadline_s} s")
+
+
+# ---------------------------------------------------------------- load (wrk)
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(port, duration, connections, post_body=None):
+    """Runs wrk against 127.0.0.1:port; rps, p50/p99 in ms, and every failure."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    script = None
+    if post_body is not None:
+        script = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+        script.write(f'wrk.method = "POST"\nwrk.body = string.rep("x", {post_body})\n'
+                     'wrk.headers["Content-Type"] = "application/octet-stream"\n')
+        script.close()
+        cmd += ["-s", script.name]
+    cmd.append(f"http://127.0.0.1:{port}/bench")
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
+    finally:
+        if script:
+            os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    latency = {}
+    for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        latency[pct] = float(value) * UNITS[unit]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (
+        sum(int(x) for x in sockets.groups()) if sockets else 0)
+    return {"rps": rps, "p50_ms": latency.get("50"), "p99_ms": latency.get("99"),
+            "requests": requests, "errors": errors}
+
+
+# ------------------------------------------------------------ process memory
+
+def memory_kib(pids):
+    """Sum of PSS and RSS (KiB) over `pids`, from /proc/PID/smaps_rollup."""
+    pss = rss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                    elif line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+        except OSError:
+            pass
+    return pss, rss
+
+
+def process_table():
+    """pid -> (ppid, argv) for every process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        table[int(entry)] = (ppid, [a.decode(errors="replace") for a in argv if a])
+    return table
+
+
+def with_descendants(roots, table):
+    found = set(roots)
+    changed = True
+    while changed:
+        changed = False
+        for pid, (ppid, _) in table.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                changed = True
+    return found
+
+
+class Sampler:
+    """Samples the memory of a set of processes while a load runs; keeps the peak."""
+
+    def __init__(self, pids_fn, interval=0.5):
+        self.pids_fn, self.interval = pids_fn, interval
+        self.peak = (0, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            sample = memory_kib(self.pids_fn())
+            if sample[0] > self.peak[0]:
+                self.peak = sample
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+# ------------------------------------------------------------- OCI archives
+
+def _tar(files):
+    """A deterministic uncompressed tar of {path: (bytes, mode)}."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for path, (content, mode) in sorted(files.items()):
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(content), mode, 0
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def write_rootfs_image(out, reference, files, entrypoint):
+    """A plain linux/amd64 image, as `docker build` makes from `FROM scratch`:
+    one gzipped tar layer, Docker media types."""
+    blobs = {}
+
+    def add(media_type, data):
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        blobs[digest] = data
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    layer_tar = _tar(files)
+    layer = add("application/vnd.docker.image.rootfs.diff.tar.gzip",
+                gzip.compress(layer_tar, mtime=0))
+    config = add("application/vnd.docker.container.image.v1+json", json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": entrypoint},
+        "rootfs": {"type": "layers",
+                   "diff_ids": ["sha256:" + hashlib.sha256(layer_tar).hexdigest()]},
+    }, sort_keys=True).encode())
+    manifest = add("application/vnd.docker.distribution.manifest.v2+json", json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": config, "layers": [layer],
+    }, sort_keys=True).encode())
+    manifest["annotations"] = {"io.containerd.image.name": reference,
+                               "org.opencontainers.image.ref.name": reference.rsplit(":", 1)[1]}
+    manifest["platform"] = {"architecture": "amd64", "os": "linux"}
+    with tarfile.open(out, "w") as tar:
+        entries = {"oci-layout": json.dumps({"imageLayoutVersion": "1.0.0"}).encode(),
+                   "index.json": json.dumps({"schemaVersion": 2, "manifests": [manifest]}).encode()}
+        entries.update({f"blobs/sha256/{d.split(':')[1]}": b for d, b in blobs.items()})
+        for path, data in entries.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+# ----------------------------------------------------------------- servers
+
+class Server:
+    """A contender listening on 127.0.0.1:port, however it was started."""
+
+    def __init__(self, name, port, pids_fn, stop_fn):
+        self.name, self.port, self.pids, self._stop = name, port, pids_fn, stop_fn
+
+    def stop(self):
+        self._stop()
+
+
+def start_process(name, argv, port, env=None):
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        wait_for_200(port, 120)
+    except Exception:
+        proc.kill()
+        raise
+
+    def stop():
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    return Server(name, port, lambda: [proc.pid], stop)
+
+
+def native(port):
+    return start_process("native", [NATIVE, f"127.0.0.1:{port}"], port)
+
+
+def wasmtime_serve(wasmtime, wasm, port, reuse=None):
+    argv = [wasmtime, "serve", "-O", "pooling-allocator=y", "-S", "cli=y",
+            "--addr", f"127.0.0.1:{port}"]
+    if reuse:
+        argv += ["--max-instance-reuse-count", str(reuse)]
+    return start_process("wasmtime serve", argv + [wasm], port)
+
+
+def wasmhttp_serve(wasm, port, reuse=None):
+    env = {"WASMHTTP_ADMIN_LISTEN": "off"}
+    if reuse:
+        env["WASMHTTP_INSTANCE_REUSE"] = str(reuse)
+    return start_process("wasmhttp serve", [WASMHTTP, "serve", wasm, "--listen",
+                                            f"127.0.0.1:{port}"], port, env)
+
+
+class Containerd:
+    """A private containerd under a temporary directory (scripts/private-containerd.sh)."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="wasmhttp-bench.")
+        bin_dir = os.path.join(self.dir, "bin")
+        os.makedirs(bin_dir)
+        for binary in (SHIM, FLOOR_SHIM):
+            os.symlink(binary, os.path.join(bin_dir, os.path.basename(binary)))
+        subprocess.run([os.path.join(ROOT, "scripts", "private-containerd.sh"), "start",
+                        self.dir, bin_dir], check=True)
+        self.address = os.path.join(self.dir, "containerd.sock")
+
+    def ctr(self, *args, check=True, timeout=120):
+        return subprocess.run(["ctr", "--address", self.address, "--namespace", NAMESPACE, *args],
+                              capture_output=True, text=True, check=check, timeout=timeout)
+
+    def import_image(self, archive):
+        self.ctr("images", "import", archive)
+
+    def run_argv(self, runtime, image, cid, env, args=(), detach=True):
+        argv = ["ctr", "--address", self.address, "--namespace", NAMESPACE, "run", "--net-host",
+                "--runtime", runtime]
+        if detach:
+            argv.append("-d")
+        for name, value in env.items():
+            argv += ["--env", f"{name}={value}"]
+        return argv + [image, cid, *args]
+
+    def shim_pids(self, cid=None):
+        """The shim processes of one container (or of all), and all their children."""
+        table = process_table()
+        roots = [pid for pid, (_, argv) in table.items()
+                 if argv and os.path.basename(argv[0]).startswith("containerd-shim")
+                 and self.address in argv
+                 and (cid is None or cid in argv)]
+        return with_descendants(roots, table)
+
+    def remove(self, cid):
+        self.ctr("tasks", "kill", "--signal", "SIGKILL", cid, check=False)
+        for _ in range(200):
+            if "STOPPED" in self.ctr("tasks", "ls", check=False).stdout or \
+                    cid not in self.ctr("tasks", "ls", check=False).stdout:
+                break
+            time.sleep(0.05)
+        self.ctr("tasks", "delete", "--force", cid, check=False)
+        self.ctr("containers", "delete", cid, check=False)
+
+    def close(self):
+        subprocess.run([os.path.join(ROOT, "scripts", "private-containerd.sh"), "stop", self.dir],
+                       check=False)
+
+
+def shim_container(containerd, image, cid, port, runtime="io.containerd.wasmhttp.v1", env=None):
+    env = {"WASMHTTP_LISTEN": f"127.0.0.1:{port}", "WASMHTTP_ADMIN_LISTEN": "off", **(env or {})}
+    subprocess.run(containerd.run_argv(runtime, image, cid, env), check=True,
+                   capture_output=True, timeout=120)
+    wait_for_200(port, 120)
+    return Server("shim (ctr)", port, lambda: containerd.shim_pids(cid),
+                  lambda: containerd.remove(cid))
+
+
+# ----------------------------------------------------------------- sections
+
+def throughput(args, workloads, contenders):
+    """Every contender on every workload; results keyed by workload."""
+    results = []
+    for workload, wasm, post in workloads:
+        for name, start in contenders:
+            if start(workload) is None:
+                continue
+            port = free_port()
+            log(f"throughput: {workload} on {name}")
+            server = start(workload)(wasm, port)
+            try:
+                wrk(port, 1, args.connections, post)  # warm-up: caches, pool slots, JIT of nothing
+                with Sampler(server.pids) as sampler:
+                    result = wrk(port, args.duration, args.connections, post)
+                idle_after = memory_kib(server.pids())
+            finally:
+                server.stop()
+            result.update(workload=workload, contender=name,
+                          pss_load_kib=sampler.peak[0], rss_load_kib=sampler.peak[1],
+                          pss_after_kib=idle_after[0])
+            log(f"  {result['rps']:.0f} rps, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms,"
+                f" {result['errors']} errors")
+            results.append(result)
+    return results
+
+
+def cold_starts(args, containerd, images, runs):
+    """`ctr run` → first 200, first start (compiles) and cached starts, with the split
+    the shim's log gives: container process up, component loaded, listener ready."""
+    results = []
+    for label, runtime, image, container_args in images:
+        samples = []
+        for attempt in range(runs + 1):
+            port = free_port()
+            cid = f"cold-{len(results)}-{attempt}"
+            env = {"WASMHTTP_LISTEN": f"127.0.0.1:{port}", "WASMHTTP_ADMIN_LISTEN": "off"}
+            argv = containerd.run_argv(runtime, image, cid, env,
+                                       [a.replace("PORT", str(port)) for a in container_args],
+                                       detach=False)
+            lines = []
+            started = time.monotonic()
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+            def read_log(proc=proc, lines=lines):
+                for line in proc.stdout:
+                    lines.append((time.monotonic(), line.decode(errors="replace").rstrip()))
+
+            reader = threading.Thread(target=read_log, daemon=True)
+            reader.start()
+            answered = wait_for_200(port, 180)
+            sample = {"total_ms": (answered - started) * 1e3}
+            time.sleep(0.05)
+            for at, line in list(lines):
+                if "first_line_ms" not in sample:
+                    sample["first_line_ms"] = (at - started) * 1e3
+                m = re.search(r"loaded in ([\d.]+) ms", line)
+                if m:
+                    sample["load_ms"] = float(m.group(1))
+                if "serving HTTP on" in line:
+                    sample["listening_ms"] = (at - started) * 1e3
+            containerd.remove(cid)
+            proc.wait(30)
+            samples.append(sample)
+            log(f"cold start: {label} #{attempt}: {sample}")
+        first, cached = samples[0], samples[1:]
+
+        def median(key):
+            values = [s[key] for s in cached if key in s]
+            return statistics.median(values) if values else None
+
+        results.append({
+            "image": label, "first_ms": first["total_ms"], "first_load_ms": first.get("load_ms"),
+            "cached_ms": median("total_ms"), "cached_min_ms": min(s["total_ms"] for s in cached),
+            "cached_container_up_ms": median("first_line_ms"), "cached_load_ms": median("load_ms"),
+            "cached_listening_ms": median("listening_ms"), "runs": runs,
+        })
+    return results
+
+
+def idle_memory(containerd, images):
+    """The sum of PSS over all of one idle container's shim processes."""
+    results = []
+    for label, runtime, image in images:
+        port = free_port()
+        cid = f"idle-{len(results)}"
+        server = shim_container(containerd, image, cid, port, runtime)
+        try:
+            for _ in range(20):  # a few requests, so lazily touched pages count
+                http_status(port)
+            time.sleep(1)
+            pids = server.pids()
+            pss, rss = memory_kib(pids)
+        finally:
+            server.stop()
+        results.append({"image": label, "processes": len(pids), "pss_kib": pss, "rss_kib": rss})
+        log(f"idle memory: {label}: {pss / 1024:.1f} MiB PSS over {len(pids)} processes")
+    return results
+
+
+def density(containerd, image, count, parallel=4):
+    """Starts `count` containers on distinct ports, checks each answers, stops them all."""
+    ports = [free_port() for _ in range(count)]
+    ids = [f"dense-{i}" for i in range(count)]
+
+    def start(i):
+        env = {"WASMHTTP_LISTEN": f"127.0.0.1:{ports[i]}", "WASMHTTP_ADMIN_LISTEN": "off"}
+        subprocess.run(containerd.run_argv("io.containerd.wasmhttp.v1", image, ids[i], env),
+                       check=True, capture_output=True, timeout=120)
+        wait_for_200(ports[i], 120)
+
+    log(f"density: starting {count} containers ({parallel} at a time)")
+    started = time.monotonic()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(start, range(count)))
+    start_s = time.monotonic() - started
+    answering = sum(1 for port in ports if http_status(port, timeout=5) == 200)
+    time.sleep(1)
+    pids = containerd.shim_pids()
+    pss, rss = memory_kib(pids)
+    log(f"density: {answering}/{count} answer; {pss / 1024:.0f} MiB PSS; stopping")
+
+    def stop(cid):
+        containerd.ctr("tasks", "kill", cid, check=False)  # SIGTERM: the drain path
+
+    stopped = time.monotonic()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(stop, ids))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "RUNNING" in containerd.ctr("tasks", "ls").stdout:
+        time.sleep(0.1)
+    stop_s = time.monotonic() - stopped
+    still_running = containerd.ctr("tasks", "ls").stdout.count("RUNNING")
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(containerd.remove, ids))
+    return {"containers": count, "answering": answering, "start_s": start_s,
+            "start_per_s": count / start_s, "pss_total_kib": pss, "rss_total_kib": rss,
+            "pss_per_container_kib": pss / count, "processes": len(pids),
+            "stop_s": stop_s, "still_running_after_stop": still_running}
+
+
+# ------------------------------------------------------------------ report
+
+def fmt(value, digits=0):
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(value, base):
+    return "–" if not value or not base else f"{value / base:.2f}×"
+
+
+def report(data):
+    lines = [f"wasmhttp bench, {data['machine']}", ""]
+    lines += [f"Throughput: wrk -t1 -c{data['connections']} -d{data['duration']}s, keep-alive, "
+              "loopback; PSS is the peak under load.", ""]
+    lines += ["| workload | contender | rps | p50 ms | p99 ms | errors | × wasmtime serve | × native | PSS MiB |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for workload in dict.fromkeys(r["workload"] for r in data["throughput"]):
+        rows = [r for r in data["throughput"] if r["workload"] == workload]
+        base = next((r["rps"] for r in rows if r["contender"] == "wasmtime serve"), None)
+        ceiling = next((r["rps"] for r in rows if r["contender"] == "native"), None)
+        for r in rows:
+            lines.append(f"| {workload} | {r['contender']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+                         f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {ratio(r['rps'], base)} | "
+                         f"{ratio(r['rps'], ceiling)} | {fmt(r['pss_load_kib'] / 1024, 1)} |")
+    lines += ["", f"Cold start: `ctr run` → first 200 (first start compiles; cached: median of "
+              f"{data['cold_start'][0]['runs'] if data['cold_start'] else 0} runs, and its split).", "",
+              "| image | first start ms | cached ms | cached min ms | container up ms | load ms | listening ms |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["cold_start"]:
+        lines.append(f"| {r['image']} | {fmt(r['first_ms'])} | {fmt(r['cached_ms'])} | "
+                     f"{fmt(r['cached_min_ms'])} | {fmt(r['cached_container_up_ms'])} | "
+                     f"{fmt(r['cached_load_ms'], 1)} | {fmt(r['cached_listening_ms'])} |")
+    lines += ["", "Idle memory: one container, sum over all its shim processes.", "",
+              "| container | processes | PSS MiB | RSS MiB |", "|---|---:|---:|---:|"]
+    for r in data["idle_memory"]:
+        lines.append(f"| {r['image']} | {r['processes']} | {fmt(r['pss_kib'] / 1024, 1)} | "
+                     f"{fmt(r['rss_kib'] / 1024, 1)} |")
+    d = data.get("density")
+    if d:
+        lines += ["", "Density: hello containers through containerd, 4 `ctr run` at a time.", "",
+                  "| containers | answering | start s | containers/s | PSS total MiB | PSS per container MiB | stop (SIGTERM) s |",
+                  "|---:|---:|---:|---:|---:|---:|---:|",
+                  f"| {d['containers']} | {d['answering']} | {fmt(d['start_s'], 1)} | "
+                  f"{fmt(d['start_per_s'], 1)} | {fmt(d['pss_total_kib'] / 1024)} | "
+                  f"{fmt(d['pss_per_container_kib'] / 1024, 1)} | {fmt(d['stop_s'], 1)} |"]
+    return "\n".join(lines) + "\n"
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--wasmtime", required=True, help="the wasmtime CLI to compare with")
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--density", type=int, default=100)
+    parser.add_argument("--reuse", type=int, default=64,
+                        help="WASMHTTP_INSTANCE_REUSE (and wasmtime's reuse count) for the reuse rows")
+    parser.add_argument("--runs", type=int, default=5, help="cached starts per image")
+    parser.add_argument("--quick", action="store_true", help="2 s loads, 10 containers: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.density, args.runs = 2, 10, 2
+    os.makedirs(args.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="wasmhttp-bench-files.")
+    subprocess.run([FIXTURES, "build", work, "hello", "echo"], check=True)
+    hello, echo = os.path.join(work, "hello.wasm"), os.path.join(work, "echo.wasm")
+    wasm_of = {"hello": hello, "echo 64 KiB": echo, "hello-js": JS_HELLO}
+
+    containerd = Containerd()
+    try:
+        images = {}
+        for name, wasm in wasm_of.items():
+            ref = "bench/" + re.sub(r"[^a-z0-9]+", "-", name).strip("-") + ":latest"
+            archive = os.path.join(work, ref.replace("/", "_") + ".tar")
+            subprocess.run([WASMHTTP, "image", wasm, "--name", ref, "-o", archive], check=True,
+                           capture_output=True)
+            containerd.import_image(archive)
+            images[name] = "docker.io/" + ref
+        # the same components as plain linux/amd64 rootfs images (`FROM scratch` + COPY)
+        for name in ("hello", "hello-js"):
+            with open(wasm_of[name], "rb") as f:
+                wasm = f.read()
+            ref = f"docker.io/bench/{name}-rootfs:latest"
+            archive = os.path.join(work, f"{name}-rootfs.tar")
+            write_rootfs_image(archive, ref, {"/app/app.wasm": (wasm, 0o644)}, ["/app/app.wasm"])
+            containerd.import_image(archive)
+            images[name + " (rootfs)"] = ref
+        with open(NATIVE, "rb") as f:
+            native_binary = f.read()
+        archive = os.path.join(work, "native.tar")
+        write_rootfs_image(archive, "docker.io/bench/native:latest",
+                           {"/server": (native_binary, 0o755)}, ["/server"])
+        containerd.import_image(archive)
+        images["native"] = "docker.io/bench/native:latest"
+
+        def shim(reuse=None):
+            def start(workload):
+                def run(_wasm, port):
+                    env = {"WASMHTTP_INSTANCE_REUSE": str(reuse)} if reuse else {}
+                    cid = f"tp-{re.sub(r'[^a-z0-9]+', '-', workload)}-{reuse or 1}"
+                    return shim_container(containerd, images[workload], cid, port, env=env)
+                return run
+            return start
+
+        reuse = args.reuse
+        contenders = [
+            ("native", lambda w: (lambda _wasm, port: native(port)) if w != "hello-js" else None),
+            ("wasmtime serve", lambda w: lambda wasm, port: wasmtime_serve(args.wasmtime, wasm, port)),
+            ("wasmhttp serve", lambda w: lambda wasm, port: wasmhttp_serve(wasm, port)),
+            ("shim (ctr)", shim()),
+            (f"wasmtime serve, reuse {reuse}",
+             lambda w: (lambda wasm, port: wasmtime_serve(args.wasmtime, wasm, port, reuse))
+             if w != "echo 64 KiB" else None),
+            (f"wasmhttp serve, reuse {reuse}",
+             lambda w: (lambda wasm, port: wasmhttp_serve(wasm, port, reuse))
+             if w != "echo 64 KiB" else None),
+            (f"shim (ctr), reuse {reuse}", lambda w: shim(reuse)(w) if w != "echo 64 KiB" else None),
+        ]
+        workloads = [("hello", hello, None), ("echo 64 KiB", echo, ECHO_BODY),
+                     ("hello-js", JS_HELLO, None)]
+        data = {"machine": machine(), "duration": args.duration, "connections": args.connections,
+                "reuse": reuse, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        data["throughput"] = throughput(args, workloads, contenders)
+
+        wasm_runtime = "io.containerd.wasmhttp.v1"
+        data["cold_start"] = cold_starts(args, containerd, [
+            ("native static server (runc)", "io.containerd.runc.v2", images["native"],
+             ["/server", "127.0.0.1:PORT"]),
+            ("hello, wasmhttp image", wasm_runtime, images["hello"], []),
+            ("hello, rootfs image", wasm_runtime, images["hello (rootfs)"], []),
+            ("hello-js, wasmhttp image", wasm_runtime, images["hello-js"], []),
+            ("hello-js, rootfs image", wasm_runtime, images["hello-js (rootfs)"], []),
+        ], args.runs)
+        data["idle_memory"] = idle_memory(containerd, [
+            ("floor: runwasi shim, no engine", "io.containerd.floor.v1", images["hello"]),
+            ("wasmhttp, hello", wasm_runtime, images["hello"]),
+            ("wasmhttp, hello-js", wasm_runtime, images["hello-js"]),
+        ])
+        data["density"] = density(containerd, images["hello"], args.density)
+    finally:
+        containerd.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    table = report(data)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(data, f, indent=2)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(table)
+    print(table)
+    log(f"wrote {args.out}/results.json and {args.out}/results.md")
+
+
+if __name__ == "__main__":
+    main()
