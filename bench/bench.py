@@ -557,6 +557,8 @@ def main():
                         help="WASMHTTP_INSTANCE_REUSE (and wasmtime's reuse count) for the reuse rows")
     parser.add_argument("--runs", type=int, default=5, help="cached starts per image")
     parser.add_argument("--quick", action="store_true", help="2 s loads, 10 containers: a smoke run")
+    parser.add_argument("--sections", default="throughput,cold,memory,density",
+                        help="comma-separated subset of throughput,cold,memory,density")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.density, args.runs = 2, 10, 2
@@ -620,10 +622,12 @@ def main():
                      ("hello-js", JS_HELLO, None)]
         data = {"machine": machine(), "duration": args.duration, "connections": args.connections,
                 "reuse": reuse, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-        data["throughput"] = throughput(args, workloads, contenders)
+        sections = set(args.sections.split(","))
+        data["throughput"] = throughput(args, workloads, contenders) \
+            if "throughput" in sections else []
 
         wasm_runtime = "io.containerd.wasmhttp.v1"
-        data["cold_start"] = cold_starts(args, containerd, [
+        data["cold_start"] = [] if "cold" not in sections else cold_starts(args, containerd, [
             ("native static server (runc)", "io.containerd.runc.v2", images["native"],
              ["/server", "127.0.0.1:PORT"]),
             ("hello, wasmhttp image", wasm_runtime, images["hello"], []),
@@ -631,12 +635,13 @@ def main():
             ("hello-js, wasmhttp image", wasm_runtime, images["hello-js"], []),
             ("hello-js, rootfs image", wasm_runtime, images["hello-js (rootfs)"], []),
         ], args.runs)
-        data["idle_memory"] = idle_memory(containerd, [
+        data["idle_memory"] = [] if "memory" not in sections else idle_memory(containerd, [
             ("floor: runwasi shim, no engine", "io.containerd.floor.v1", images["hello"]),
             ("wasmhttp, hello", wasm_runtime, images["hello"]),
             ("wasmhttp, hello-js", wasm_runtime, images["hello-js"]),
         ])
-        data["density"] = density(containerd, images["hello"], args.density)
+        data["density"] = density(containerd, images["hello"], args.density) \
+            if "density" in sections else None
     finally:
         containerd.close()
         shutil.rmtree(work, ignore_errors=True)

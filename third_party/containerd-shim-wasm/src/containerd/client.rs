@@ -396,7 +396,11 @@ impl Client {
 
         // the only part we care about here is the platform values
         let platform: Platform = serde_json::from_slice(image_config)?;
-        let Arch::Wasm = platform.architecture() else {
+        // wasmhttp patch: a shim that reads components out of tar layers finds
+        // them in images of any platform (a `FROM scratch` image built for
+        // linux/amd64, say), so those are precompiled and cached as well.
+        let reads_tar_layers = supported_layer_types.iter().any(|t| t.contains(".tar"));
+        if *platform.architecture() != Arch::Wasm && !reads_tar_layers {
             log::info!("manifest is not in WASM OCI image format");
             return Ok(vec![]);
         };
@@ -439,6 +443,10 @@ impl Client {
                 .await
             {
                 Ok(layer) => layer,
+                // wasmhttp patch: the image was precompiled and this layer
+                // yielded nothing to compile (a tar layer without components):
+                // use it as it is instead of recompiling the image every start.
+                Err(_) if !needs_precompile => self.read_original_layer(original_config).await?,
                 Err(err) => {
                     log::error!("failed to load precompiled layer: {err}");
                     log::error!("falling back to original layer and marking for recompile");
