@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug
 PY := build/tools/venv/bin/python
 
-.PHONY: setup build static image examples demo test k3d-test clean
+.PHONY: setup build static image examples demo test bench k3d-test clean
 
 setup:
 	@scripts/setup.sh
@@ -35,13 +35,19 @@ demo: examples
 
 test: examples static
 	@echo "test: shell scripts (shellcheck)"
-	shellcheck scripts/*.sh tests/*.sh tests/k3d/*.sh
+	shellcheck scripts/*.sh tests/*.sh tests/k3d/*.sh bench/*.sh
 	@echo "test: Helm chart and manifests (helm lint/template, Kubernetes schemas, deploy/ = chart)"
 	$(PY) tests/manifests.py
 	@echo "test: static node binaries"
 	tests/static-binaries.sh
 	@echo "test: unit tests, wasmhttp serve, the shim under a private containerd, CRI, the node installer"
 	$(CARGO) test --locked --workspace
+
+# Throughput, latency, cold start, memory and density against native hyper,
+# `wasmtime serve` and runc (bench/bench.py; results in build/bench/).
+# Not part of `make test`. ARGS=--quick for a short smoke run.
+bench:
+	@bench/run.sh $(ARGS)
 
 # A real cluster: k3d with a prebuilt node image, then with the Helm chart.
 # Needs a Docker engine and k3d; not part of `make test`.

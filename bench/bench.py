@@ -47,6 +47,20 @@ NAMESPACE = "wasmhttp-bench"
 ECHO_BODY = 64 * 1024
 
 
+def clean_env(extra=None):
+    """The bench's environment for every contender: no backtrace capture (a
+    developer's RUST_BACKTRACE=1 makes every internal error unwind the stack,
+    which no production pod does) and none of the caller's WASMHTTP_* settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE") and not k.startswith("WASMHTTP_")}
+    env.update(extra or {})
+    return env
+
+
+def slug(name):
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
 def log(*args):
     print("bench:", *args, file=sys.stderr, flush=True)
 
@@ -248,7 +262,7 @@ class Server:
 
 def start_process(name, argv, port, env=None):
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env=clean_env(env), start_new_session=True)
     try:
         wait_for_200(port, 120)
     except Exception:
@@ -291,8 +305,9 @@ class Containerd:
         os.makedirs(bin_dir)
         for binary in (SHIM, FLOOR_SHIM):
             os.symlink(binary, os.path.join(bin_dir, os.path.basename(binary)))
+        # the shims inherit containerd's environment
         subprocess.run([os.path.join(ROOT, "scripts", "private-containerd.sh"), "start",
-                        self.dir, bin_dir], check=True)
+                        self.dir, bin_dir], check=True, env=clean_env())
         self.address = os.path.join(self.dir, "containerd.sock")
 
     def ctr(self, *args, check=True, timeout=120):
@@ -306,7 +321,9 @@ class Containerd:
         argv = ["ctr", "--address", self.address, "--namespace", NAMESPACE, "run", "--net-host",
                 "--runtime", runtime]
         if detach:
-            argv.append("-d")
+            # nobody reads a detached container's output: without /dev/null
+            # the guest's log lines fill the pipe and the server stalls
+            argv += ["-d", "--null-io"]
         for name, value in env.items():
             argv += ["--env", f"{name}={value}"]
         return argv + [image, cid, *args]
@@ -572,7 +589,7 @@ def main():
     try:
         images = {}
         for name, wasm in wasm_of.items():
-            ref = "bench/" + re.sub(r"[^a-z0-9]+", "-", name).strip("-") + ":latest"
+            ref = f"bench/{slug(name)}:latest"
             archive = os.path.join(work, ref.replace("/", "_") + ".tar")
             subprocess.run([WASMHTTP, "image", wasm, "--name", ref, "-o", archive], check=True,
                            capture_output=True)
@@ -599,7 +616,7 @@ def main():
             def start(workload):
                 def run(_wasm, port):
                     env = {"WASMHTTP_INSTANCE_REUSE": str(reuse)} if reuse else {}
-                    cid = f"tp-{re.sub(r'[^a-z0-9]+', '-', workload)}-{reuse or 1}"
+                    cid = f"tp-{slug(workload)}-{reuse or 1}"
                     return shim_container(containerd, images[workload], cid, port, env=env)
                 return run
             return start

@@ -14,6 +14,8 @@ if [ "${1:-}" != build ]; then
   packages+=(
     # the runtime we plug into, and what the tests and demo use around it
     containerd runc containernetworking-plugins iproute2 curl busybox-static shellcheck
+    # the load generator of `make bench`
+    wrk
     # guest toolchains
     nodejs npm python3-venv
   )
