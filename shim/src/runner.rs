@@ -67,6 +67,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     engine::start_epoch_ticker(&engine);
     let started = Instant::now();
     let component = load(&engine, code)?;
+    engine::release_freed_memory();
     eprintln!(
         "wasmhttp: {world} loaded in {:.1} ms",
         started.elapsed().as_secs_f64() * 1e3

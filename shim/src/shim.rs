@@ -82,9 +82,14 @@ impl Compiler for Precompiler {
                         },
                     )
                 })
-                .collect()
+                .collect::<Vec<_>>()
         })
         .await
+        .map(|compiled| {
+            // the shim process lives as long as the pod: don't keep Cranelift's heap
+            engine::release_freed_memory();
+            compiled
+        })
         .context("the precompile task panicked")
     }
 }
