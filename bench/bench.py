@@ -530,7 +530,7 @@ def report(data):
                          f"{ratio(r['rps'], ceiling)} | {fmt(r['pss_load_kib'] / 1024, 1)} |")
     lines += ["", f"Cold start: `ctr run` → first 200 (first start compiles; cached: median of "
               f"{data['cold_start'][0]['runs'] if data['cold_start'] else 0} runs, and its split).", "",
-              "| image | first start ms | cached ms | cached min ms | container up ms | load ms | listening ms |",
+              "| image | first start ms | cached ms | cached min ms | first log line at ms | load ms | listening at ms |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for r in data["cold_start"]:
         lines.append(f"| {r['image']} | {fmt(r['first_ms'])} | {fmt(r['cached_ms'])} | "
@@ -565,8 +565,8 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--wasmtime", required=True, help="the wasmtime CLI to compare with")
+    parser.add_argument("--out", help="where results.json and results.md go")
+    parser.add_argument("--wasmtime", help="the wasmtime CLI to compare with")
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--density", type=int, default=100)
@@ -576,7 +576,15 @@ def main():
     parser.add_argument("--quick", action="store_true", help="2 s loads, 10 containers: a smoke run")
     parser.add_argument("--sections", default="throughput,cold,memory,density",
                         help="comma-separated subset of throughput,cold,memory,density")
+    parser.add_argument("--report", metavar="RESULTS_JSON",
+                        help="only print the tables of an earlier run")
     args = parser.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            print(report(json.load(f)))
+        return
+    if not args.out or not args.wasmtime:
+        parser.error("--out and --wasmtime are required for a run")
     if args.quick:
         args.duration, args.density, args.runs = 2, 10, 2
     os.makedirs(args.out, exist_ok=True)
@@ -640,9 +648,7 @@ def main():
         data = {"machine": machine(), "duration": args.duration, "connections": args.connections,
                 "reuse": reuse, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
         sections = set(args.sections.split(","))
-        data["throughput"] = throughput(args, workloads, contenders) \
-            if "throughput" in sections else []
-
+        # cold starts first: a first start must find nothing compiled yet
         wasm_runtime = "io.containerd.wasmhttp.v1"
         data["cold_start"] = [] if "cold" not in sections else cold_starts(args, containerd, [
             ("native static server (runc)", "io.containerd.runc.v2", images["native"],
@@ -652,6 +658,9 @@ def main():
             ("hello-js, wasmhttp image", wasm_runtime, images["hello-js"], []),
             ("hello-js, rootfs image", wasm_runtime, images["hello-js (rootfs)"], []),
         ], args.runs)
+        data["throughput"] = throughput(args, workloads, contenders) \
+            if "throughput" in sections else []
+
         data["idle_memory"] = [] if "memory" not in sections else idle_memory(containerd, [
             ("floor: runwasi shim, no engine", "io.containerd.floor.v1", images["hello"]),
             ("wasmhttp, hello", wasm_runtime, images["hello"]),
