@@ -43,6 +43,9 @@ macro_rules! with_lease {
 }
 
 static PRECOMPILE_PREFIX: &str = "runwasi.io/precompiled";
+/// wasmhttp patch: the precompile label's value on a non-wasm-platform image
+/// whose layers hold no component.
+static NO_COMPONENTS: &str = "no-components";
 // 16MB is the default maximum gRPC message size for gRPC in containerd:
 // https://github.com/containerd/containerd/blob/main/defaults/defaults.go
 // Conservatively set the max to 15MB to leave room for message overhead
@@ -399,8 +402,13 @@ impl Client {
         // wasmhttp patch: a shim that reads components out of tar layers finds
         // them in images of any platform (a `FROM scratch` image built for
         // linux/amd64, say), so those are precompiled and cached as well.
+        // Such an image counts as wasm only if a layer held a component: any
+        // other (the pod's pause image, a native sidecar) must come back
+        // empty, so that it runs natively, and is marked so that its layers
+        // are not read again at its next start.
         let reads_tar_layers = supported_layer_types.iter().any(|t| t.contains(".tar"));
-        if *platform.architecture() != Arch::Wasm && !reads_tar_layers {
+        let wasm_platform = *platform.architecture() == Arch::Wasm;
+        if !wasm_platform && !reads_tar_layers {
             log::info!("manifest is not in WASM OCI image format");
             return Ok(vec![]);
         };
@@ -434,6 +442,12 @@ impl Client {
         let precompile_id = precompile_label(engine_name.as_ref(), compiler.cache_key());
 
         let image_info = self.get_info(&image_digest).await?;
+        if !wasm_platform
+            && image_info.labels.get(&precompile_id).map(String::as_str) == Some(NO_COMPONENTS)
+        {
+            log::info!("no component in this image's layers: not a wasm image");
+            return Ok(vec![]);
+        }
         let mut needs_precompile = !image_info.labels.contains_key(&precompile_id);
 
         let mut layers = vec![];
@@ -446,6 +460,7 @@ impl Client {
                 // wasmhttp patch: the image was precompiled and this layer
                 // yielded nothing to compile (a tar layer without components):
                 // use it as it is instead of recompiling the image every start.
+                Err(_) if !needs_precompile && !wasm_platform => continue,
                 Err(_) if !needs_precompile => self.read_original_layer(original_config).await?,
                 Err(err) => {
                     log::error!("failed to load precompiled layer: {err}");
@@ -473,6 +488,16 @@ impl Client {
                     return Ok(layers);
                 }
             };
+
+            if !wasm_platform && compiled_layers.iter().all(Option::is_none) {
+                log::info!("no component in this image's layers: not a wasm image");
+                let mut image_content = self.get_info(&image_digest).await?;
+                image_content
+                    .labels
+                    .insert(precompile_id.clone(), NO_COMPONENTS.to_string());
+                self.update_info(image_content).await?;
+                return Ok(vec![]);
+            }
 
             let mut layers_for_runtime = Vec::with_capacity(compiled_layers.len());
             for (i, compiled_layer) in compiled_layers.iter().enumerate() {
