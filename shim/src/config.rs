@@ -52,8 +52,13 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
     ),
     (
         "WASMHTTP_HEADER_TIMEOUT",
-        "a duration within which a client must send a request's headers",
+        "a duration within which a client must send a request's headers (and a new connection its first request)",
         "10s",
+    ),
+    (
+        "WASMHTTP_IDLE_TIMEOUT",
+        "a duration after which a keep-alive connection without a request is closed",
+        "60s",
     ),
     (
         "WASMHTTP_ALLOWED_OUTBOUND_HOSTS",
@@ -90,6 +95,8 @@ pub struct Settings {
     pub max_concurrency: usize,
     pub max_body: u64,
     pub header_timeout: Duration,
+    /// How long a keep-alive connection may wait between requests.
+    pub idle_timeout: Duration,
     pub access_log: AccessLog,
     /// Where the guest may send HTTP requests; empty denies all.
     pub allowed_outbound_hosts: Vec<HostPattern>,
@@ -212,6 +219,7 @@ impl Settings {
             max_concurrency: limits.default_max_concurrency(),
             max_body: 16 << 20,
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             access_log: AccessLog::Off,
             allowed_outbound_hosts: Vec::new(),
             allow_sockets: false,
@@ -328,6 +336,11 @@ impl Environment {
                 }
                 "WASMHTTP_HEADER_TIMEOUT" => {
                     settings.header_timeout = parse_duration(value_str)
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(error)?
+                }
+                "WASMHTTP_IDLE_TIMEOUT" => {
+                    settings.idle_timeout = parse_duration(value_str)
                         .filter(|d| !d.is_zero())
                         .ok_or_else(error)?
                 }
@@ -545,6 +558,10 @@ mod tests {
         assert_eq!(parse_size("500M"), Some(500_000_000));
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("1.5Gi"), None);
+        let env = parse(&["WASMHTTP_IDLE_TIMEOUT=5s"]).unwrap();
+        assert_eq!(env.settings.idle_timeout, Duration::from_secs(5));
+        let err = parse(&["WASMHTTP_IDLE_TIMEOUT=0"]).unwrap_err();
+        assert_eq!(err.variable, "WASMHTTP_IDLE_TIMEOUT");
     }
 
     #[test]

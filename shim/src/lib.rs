@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod command;
 pub mod config;
+pub mod connection;
 pub mod engine;
 pub mod guest;
 pub mod image;

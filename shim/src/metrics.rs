@@ -51,6 +51,8 @@ pub enum Rejection {
     BodyTooLarge,
     /// arrived while draining: 503
     Draining,
+    /// no Host header, or two: 400
+    BadRequest,
 }
 
 #[derive(Default)]
@@ -69,6 +71,7 @@ pub struct Metrics {
     rejected_overloaded: AtomicU64,
     rejected_body: AtomicU64,
     rejected_draining: AtomicU64,
+    rejected_bad_request: AtomicU64,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -104,6 +107,7 @@ impl Metrics {
             Rejection::Overloaded => &self.rejected_overloaded,
             Rejection::BodyTooLarge => &self.rejected_body,
             Rejection::Draining => &self.rejected_draining,
+            Rejection::BadRequest => &self.rejected_bad_request,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -177,6 +181,7 @@ impl Metrics {
             ("overloaded", &self.rejected_overloaded),
             ("body_too_large", &self.rejected_body),
             ("draining", &self.rejected_draining),
+            ("bad_request", &self.rejected_bad_request),
         ] {
             let _ = writeln!(
                 out,

@@ -36,6 +36,7 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::config::{AccessLog, Settings};
+use crate::connection::{ConnectionUse, TrackedBody, close_when_idle};
 use crate::engine;
 use crate::guest::{self, GuestConfig, GuestState};
 use crate::metrics::{Metrics, Rejection};
@@ -214,17 +215,31 @@ impl HttpServer {
             // Responses are written in several small frames; don't let Nagle delay them.
             let _ = stream.set_nodelay(true);
             let handler = self.handler.clone();
-            let service = service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(req, peer).await) }
-            });
+            let usage = ConnectionUse::new();
+            let service = {
+                let usage = usage.clone();
+                service_fn(move |req| {
+                    let handler = handler.clone();
+                    let request = usage.begin();
+                    async move {
+                        let response = handler.handle(req, peer).await;
+                        Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, request)))
+                    }
+                })
+            };
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
             let connection = graceful.watch(connection);
+            let settings = &self.handler.settings;
+            let (first_request, between_requests) =
+                (settings.header_timeout, settings.idle_timeout);
             tokio::spawn(async move {
-                // A client that goes away mid-request is not the server's problem.
-                let _ = connection.await;
+                tokio::select! {
+                    // A client that goes away mid-request is not the server's problem.
+                    _ = connection => {}
+                    () = close_when_idle(&usage, first_request, between_requests) => {}
+                }
             });
         }
 
@@ -273,6 +288,19 @@ impl Handler {
 
     async fn respond(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
         let metrics = &self.state.metrics;
+        if let Some(reason) = must_be_refused(&req) {
+            metrics.rejected(Rejection::BadRequest);
+            let mut response = plain(
+                StatusCode::BAD_REQUEST,
+                format!("400 Bad Request: {reason}\n"),
+            );
+            // what follows on this connection cannot be trusted to be framed right
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            return response;
+        }
         if declared_length(&req).is_some_and(|length| length > self.settings.max_body) {
             metrics.rejected(Rejection::BodyTooLarge);
             return plain(
@@ -337,6 +365,11 @@ impl Handler {
         req: Request<Incoming>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Response<HyperOutgoingBody>> {
+        // The whole of the guest's work, streaming the body included, ends here:
+        // a guest that sends its head and then sleeps forever would otherwise
+        // hold its concurrency slot (and its client) for good.
+        let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
+        let what = format!("{} {}", req.method(), req.uri());
         let reuse = self.settings.instance_reuse;
         let warm = if reuse > 1 { self.warm.take() } else { None };
         let (mut store, warm_proxy, served) = match warm {
@@ -369,6 +402,7 @@ impl Handler {
         let pre = self.pre.clone();
         let state = self.state.clone();
         let warm = self.warm.clone();
+        let (finished, outcome) = tokio::sync::oneshot::channel::<bool>();
 
         // The guest runs in its own task because it keeps running after it
         // has handed over the response head: it still has to stream the body.
@@ -387,14 +421,22 @@ impl Handler {
                 }
             };
             let result = match proxy {
-                Ok(proxy) => proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await
-                    .map(|()| proxy),
-                Err(err) => Err(err),
+                Ok(proxy) => {
+                    let call = proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, req, out);
+                    match tokio::time::timeout_at(deadline, call).await {
+                        Ok(called) => called.map(|()| proxy).map_err(guest::classify),
+                        // waiting on a host call (a sleep, a stream): the epoch
+                        // deadline only stops guests that compute
+                        Err(_) => Err(anyhow::Error::new(guest::TimedOut)),
+                    }
+                }
+                Err(err) => Err(guest::classify(err)),
             };
-            let result = result.map_err(guest::classify);
+            // said before the store (and with it the body's writer) is dropped,
+            // so the response body knows how it ended when it sees its end
+            let _ = finished.send(result.is_ok());
             if let Err(err) = &result
                 && !err.is::<guest::TimedOut>()
             {
@@ -430,8 +472,30 @@ impl Handler {
 
         match receiver.await {
             Ok(Ok(response)) => {
-                guest.detach();
-                Ok(response)
+                let guest = guest.join();
+                let state = self.state.clone();
+                // The head is sent; a failure from here on can only cut the
+                // body (see GuestBody), and is said in the log.
+                tokio::spawn(async move {
+                    let failure = match guest.await {
+                        Ok(Ok(())) => return,
+                        Ok(Err(err)) => err,
+                        Err(join) => anyhow!(join).context("the guest task panicked"),
+                    };
+                    if failure.is::<guest::TimedOut>() {
+                        state.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    eprintln!(
+                        "wasmhttp: {what}: the guest failed while streaming the response body, which was cut: {failure:#}"
+                    );
+                });
+                Ok(response.map(|body| {
+                    GuestBody {
+                        body,
+                        outcome: Some(outcome),
+                    }
+                    .boxed_unsync()
+                }))
             }
             Ok(Err(code)) => Err(anyhow!("the guest answered with the error code {code:?}")),
             // The sender is dropped with the store: the guest finished or
@@ -445,15 +509,63 @@ impl Handler {
     }
 }
 
+/// A guest's response body, cut with an error when the guest fails (trap,
+/// timeout) before finishing it. wasi:http ends a body whose writer vanished
+/// as if it were complete, and the client would take the truncated body for
+/// the whole one; an error makes hyper end the connection without the final
+/// chunk (or short of the content length), which every client reports.
+struct GuestBody {
+    body: HyperOutgoingBody,
+    /// Whether the guest's handler returned without failing; sent before
+    /// the body's writer is dropped. Still pending at the end of the body
+    /// means the guest finished the body and runs on (not a failure).
+    outcome: Option<tokio::sync::oneshot::Receiver<bool>>,
+}
+
+impl hyper::body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = <HyperOutgoingBody as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(None) => {
+                let failed = self.outcome.take().is_some_and(|mut outcome| {
+                    matches!(
+                        outcome.try_recv(),
+                        Ok(false) | Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+                    )
+                });
+                if failed {
+                    Poll::Ready(Some(Err(ErrorCode::InternalError(Some(
+                        "the guest failed before finishing the body".into(),
+                    ))
+                    .into())))
+                } else {
+                    Poll::Ready(None)
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.outcome.is_none() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// The guest task of a request: aborted when the request is given up
-/// (timeout, client gone) before a response, left to stream once it has one.
+/// (timeout, client gone) before a response.
 struct AbortOnDrop<T>(Option<JoinHandle<T>>);
 
 impl<T> AbortOnDrop<T> {
-    fn detach(mut self) {
-        self.0.take();
-    }
-
     fn join(mut self) -> JoinHandle<T> {
         self.0.take().expect("joined once")
     }
@@ -465,6 +577,23 @@ impl<T> Drop for AbortOnDrop<T> {
             task.abort();
         }
     }
+}
+
+/// What hyper lets through but RFC 9112 says a server must refuse: an HTTP/1
+/// request without exactly one Host. (A body framed both ways hyper reads as
+/// chunked, and closes the connection after it, as the RFC asks.)
+fn must_be_refused<B>(req: &Request<B>) -> Option<&'static str> {
+    let headers = req.headers();
+    if req.version() <= hyper::Version::HTTP_11 {
+        match headers.get_all(hyper::header::HOST).iter().count() {
+            0 if req.uri().authority().is_none() => {
+                return Some("the request has no Host header");
+            }
+            0 | 1 => {}
+            _ => return Some("the request has more than one Host header"),
+        }
+    }
+    None
 }
 
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {

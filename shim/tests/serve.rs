@@ -3,141 +3,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::http::{self, free_port, wait_until_serving};
-
-struct Served {
-    child: Child,
-    addr: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    stderr: PathBuf,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("wasmhttp-serve-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
-fn wasmhttp() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhttp"));
-    // Only what a test sets explicitly reaches the CLI's settings; the admin
-    // listener is off unless a test asks for it (tests run in parallel, and
-    // its default port is fixed).
-    for (name, _) in std::env::vars() {
-        if name.starts_with("WASMHTTP_") {
-            command.env_remove(name);
-        }
-    }
-    command.env("WASMHTTP_ADMIN_LISTEN", "off");
-    command
-}
-
-/// Starts `wasmhttp serve COMPONENT` on a free loopback port, with the admin
-/// listener on another, and waits until /readyz says ready (so that no
-/// request of the helper's reaches the guest or its metrics).
-fn serve(name: &str, component: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
-    let dir = temp_dir(name);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let stderr = dir.0.join("stderr");
-    let child = wasmhttp()
-        .arg("serve")
-        .arg(component)
-        .args(["--listen", &addr.to_string()])
-        .args(extra)
-        .env("WASMHTTP_ADMIN_LISTEN", admin.to_string())
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let mut served = Served {
-        child,
-        addr,
-        admin,
-        stderr,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !http::get(admin, "/readyz").is_ok_and(|r| r.status == 200) {
-        assert!(
-            served.child.try_wait().unwrap().is_none(),
-            "wasmhttp serve exited:\n{}",
-            served.log()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "wasmhttp serve never became ready:\n{}",
-            served.log()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    served
-}
-
-impl Served {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn terminate(self) -> ExitStatus {
-        nix_kill(self.child.id(), 15);
-        self.terminate_wait()
-    }
-
-    /// Waits for the exit a signal already asked for.
-    fn terminate_wait(mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "wasmhttp serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nix_kill(pid: u32, signal: i32) {
-    assert!(
-        Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
-fn fixture(dir: &TempDir, name: &str) -> PathBuf {
-    let path = dir.0.join(format!("{name}.wasm"));
-    std::fs::write(&path, wasmhttp_fixtures::build(name).unwrap()).unwrap();
-    path
-}
-
-fn example(name: &str) -> PathBuf {
-    support::images::example(name)
-}
+use support::served::{
+    example, fixture, metric, nix_kill, serve, temp_dir, wait_for_metric, wasmhttp,
+};
 
 #[test]
 fn serves_the_javascript_example() {
@@ -203,22 +75,6 @@ fn traps_and_missing_responses_are_500s_and_serving_goes_on() {
     let silent = serve("no-response", &fixture(&dir, "no-response"), &[], &[]);
     assert_eq!(http::get(silent.addr, "/").unwrap().status, 500);
     assert_eq!(http::get(silent.addr, "/").unwrap().status, 500);
-}
-
-fn metric(admin: std::net::SocketAddr, line_start: &str) -> f64 {
-    let text = http::get(admin, "/metrics").unwrap().text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{line_start} not in\n{text}"))
-}
-
-/// Waits until the admin endpoint's metric `name` reads `value`.
-fn wait_for_metric(admin: std::net::SocketAddr, name: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(admin, name) != value {
-        assert!(Instant::now() < deadline, "{name} never became {value}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

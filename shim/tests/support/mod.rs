@@ -6,3 +6,4 @@ pub mod grpc;
 pub mod harness;
 pub mod http;
 pub mod images;
+pub mod served;
