@@ -6,6 +6,7 @@
 //! shim both go through [`runner::run`].
 
 pub mod admin;
+pub mod cleanup;
 pub mod command;
 pub mod config;
 pub mod connection;

@@ -79,6 +79,18 @@ const CASES: &[harness::Case<Suite>] = &[
         "bind_mounts_are_the_guests_directories",
         bind_mounts_are_the_guests_directories,
     ),
+    (
+        "missing_content_and_a_busy_port_fail_with_the_cause",
+        missing_content_and_a_busy_port_fail_with_the_cause,
+    ),
+    (
+        "pods_keep_serving_while_containerd_restarts",
+        pods_keep_serving_while_containerd_restarts,
+    ),
+    (
+        "a_killed_shim_is_reported_and_cleaned_up",
+        a_killed_shim_is_reported_and_cleaned_up,
+    ),
 ];
 
 fn main() {
@@ -128,6 +140,22 @@ impl Suite {
         line.split_whitespace()
             .find(|w| w.starts_with("sha256:"))
             .expect("digest column")
+            .to_string()
+    }
+
+    /// The digest of the first layer of `reference`'s (linux/amd64 or only) manifest.
+    fn first_layer(&self, reference: &str) -> String {
+        let get = |digest: &str| -> serde_json::Value {
+            serde_json::from_str(&self.containerd.ctr_ok(&["content", "get", digest])).unwrap()
+        };
+        let mut document = get(&self.image_digest(reference));
+        if let Some(manifests) = document["manifests"].as_array() {
+            let digest = manifests[0]["digest"].as_str().unwrap().to_string();
+            document = get(&digest);
+        }
+        document["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
             .to_string()
     }
 
@@ -494,7 +522,9 @@ fn command_components_exit_with_their_code(s: &Suite) {
 fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
     let core = wasmhttp_fixtures::build("core-module").unwrap();
     let other = wasmhttp_fixtures::build("other-world").unwrap();
-    let cases: [(&str, &[u8], &str); 3] = [
+    let hello = wasmhttp_fixtures::build("hello").unwrap();
+    let leases = s.containerd.leases();
+    let cases: [(&str, &[u8], &str); 4] = [
         (
             "text",
             b"this is a text file, not wasm\n",
@@ -502,6 +532,11 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
         ),
         ("core", &core, "core WebAssembly module"),
         ("other", &other, "exports wasmhttp:fixtures/unrelated"),
+        (
+            "truncated",
+            &hello[..hello.len() / 2],
+            "malformed WebAssembly component",
+        ),
     ];
     for (name, content, reason) in cases {
         for (platform, flags) in [
@@ -547,6 +582,198 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
     assert!(!status.success());
     assert!(task.output().contains("/missing.wasm"), "{}", task.output());
     s.containerd.assert_cleaned_up("missing-entrypoint");
+    assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
+}
+
+fn missing_content_and_a_busy_port_fail_with_the_cause(s: &Suite) {
+    let leases = s.containerd.leases();
+    // a manifest whose layer is not in the content store (an interrupted pull)
+    let wasm = images::fixture(&s.work, "hello");
+    let reference = "wasmhttp-test/missing-layer:1";
+    let tar = images::wasmhttp_image(&s.work, &wasm, reference);
+    s.import(&tar, &["--no-unpack"]);
+    let reference = format!("docker.io/{reference}");
+    let layer = s.first_layer(&reference);
+    s.containerd.ctr_ok(&["content", "rm", &layer]);
+    let mut task = s.containerd.run("missing-layer", &reference, &[], &[], &[]);
+    let status = task
+        .wait(Duration::from_secs(30))
+        .expect("an image with missing content must fail fast");
+    assert!(!status.success());
+    assert!(
+        task.output().contains(&layer) && task.output().contains("not found"),
+        "the missing digest is not named\n{}",
+        task.output()
+    );
+    s.containerd.assert_cleaned_up("missing-layer");
+
+    // the listen port is taken
+    let image = s.import_fixture("hello");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut task = s
+        .containerd
+        .run("busy-port", &image, &[("WASMHTTP_LISTEN", &addr)], &[], &[]);
+    let status = task
+        .wait(Duration::from_secs(30))
+        .expect("a busy port must fail fast");
+    assert!(!status.success());
+    assert!(
+        task.output().contains(&format!("cannot listen on {addr}"))
+            && task.output().contains("Address already in use"),
+        "{}",
+        task.output()
+    );
+    s.containerd.assert_cleaned_up("busy-port");
+    assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
+}
+
+/// `ctr run -d`: a container that outlives the ctr command, as a pod's does.
+fn run_detached(s: &Suite, id: &str, image: &str, listen: &str) {
+    let (_, admin) = loopback();
+    s.containerd.ctr_ok(&[
+        "run",
+        "-d",
+        "--null-io",
+        "--net-host",
+        "--runtime",
+        support::containerd::RUNTIME,
+        "--env",
+        &format!("WASMHTTP_LISTEN={listen}"),
+        "--env",
+        &format!("WASMHTTP_ADMIN_LISTEN={admin}"),
+        image,
+        id,
+    ]);
+}
+
+/// The task's status as `ctr tasks ls` shows it (`None` once it is gone).
+fn task_status(s: &Suite, id: &str) -> Option<String> {
+    s.containerd
+        .ctr_ok(&["tasks", "ls"])
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+}
+
+fn wait_for_task_status(s: &Suite, id: &str, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while task_status(s, id).as_deref() != Some(wanted) {
+        assert!(
+            Instant::now() < deadline,
+            "{id} is {:?}, not {wanted}\n{}",
+            task_status(s, id),
+            s.containerd.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pods_keep_serving_while_containerd_restarts(s: &Suite) {
+    let image = s.import_fixture("hello");
+    let (addr, listen) = loopback();
+    run_detached(s, "survives-restart", &image, &listen);
+    let answer = wait_until_serving(addr, Duration::from_secs(60)).unwrap();
+    assert_eq!(answer.status, 200);
+    let mut connection = Connection::open(addr).unwrap();
+    s.containerd.restart(|| {
+        // containerd is down: the pod serves on, on old and new connections
+        for _ in 0..20 {
+            assert_eq!(connection.send("GET", "/", &[], b"").unwrap().status, 200);
+            assert_eq!(http::get(addr, "/").unwrap().status, 200);
+        }
+    });
+    assert_eq!(connection.send("GET", "/", &[], b"").unwrap().status, 200);
+    // the restarted containerd has found its shim again: stop, delete work
+    wait_for_task_status(s, "survives-restart", "RUNNING");
+    s.containerd
+        .ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", "survives-restart"]);
+    wait_for_task_status(s, "survives-restart", "STOPPED");
+    s.containerd
+        .ctr_ok(&["tasks", "delete", "survives-restart"]);
+    s.containerd
+        .ctr_ok(&["containers", "delete", "survives-restart"]);
+    s.containerd.assert_cleaned_up("survives-restart");
+    assert!(
+        http::get(addr, "/").is_err(),
+        "the stopped pod still answers"
+    );
+}
+
+fn a_killed_shim_is_reported_and_cleaned_up(s: &Suite) {
+    let image = s.import_fixture("hello");
+    let (addr, listen) = loopback();
+    run_detached(s, "killed-shim", &image, &listen);
+    wait_until_serving(addr, Duration::from_secs(60)).unwrap();
+    // the container's processes are forks of the shim, with its command line
+    let processes = s.containerd.shim_processes(Some("killed-shim"));
+    let shims: Vec<_> = processes
+        .iter()
+        .filter(|(pid, _)| {
+            let parent = parent_pid(*pid);
+            !processes.iter().any(|(other, _)| *other == parent)
+        })
+        .collect();
+    assert_eq!(shims.len(), 1, "{processes:?}");
+    // "ID:CONTROLLERS:PATH" lines; v2's has no controllers
+    let cgroup = processes
+        .iter()
+        .filter_map(|(pid, _)| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
+        .flat_map(|text| text.lines().map(str::to_string).collect::<Vec<_>>())
+        .find_map(|line| {
+            let mut fields = line.splitn(3, ':').skip(1);
+            let controllers = fields.next()?.split(',').next()?.to_string();
+            let path = fields.next()?.trim_start_matches('/').to_string();
+            path.contains("killed-shim").then(|| {
+                Path::new("/sys/fs/cgroup")
+                    .join(controllers.trim_start_matches("name="))
+                    .join(path)
+            })
+        })
+        .expect("the container has a cgroup of its own");
+    assert!(cgroup.exists(), "{}", cgroup.display());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &shims[0].0.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // containerd notices the dead shim, runs its binary's delete action,
+    // publishes the exit and drops the task; nothing serves on
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while task_status(s, "killed-shim").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "containerd still lists the task of a dead shim\n{}",
+            s.containerd.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        s.containerd
+            .log_tail()
+            .contains("cleaning up after shim disconnected"),
+        "{}",
+        s.containerd.log_tail()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http::get(addr, "/").is_ok() {
+        assert!(Instant::now() < deadline, "the container outlived its shim");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.containerd
+        .ctr_ok(&["containers", "delete", "killed-shim"]);
+    s.containerd.assert_cleaned_up("killed-shim");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cgroup.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} was left behind",
+            cgroup.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn bad_setting_fails_to_start_naming_the_variable(s: &Suite) {
@@ -692,4 +919,18 @@ fn bind_mounts_are_the_guests_directories(s: &Suite) {
         task.output()
     );
     s.stop(&mut task);
+}
+
+fn parent_pid(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the fields after the command name, which is in parentheses
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    after
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }

@@ -4,5 +4,7 @@ use containerd_shim_wasm::shim::Cli;
 use wasmhttp::shim::WasmHttpShim;
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    wasmhttp::cleanup::delete_orphaned_container(&args);
     WasmHttpShim::run(None);
 }

@@ -113,6 +113,36 @@ impl PrivateContainerd {
         status
     }
 
+    /// Stops containerd (SIGTERM, as a service manager would) and starts it
+    /// again with the same config; its shims keep running meanwhile.
+    /// `while_down` runs in between.
+    pub fn restart(&self, while_down: impl FnOnce()) {
+        let mut daemon = self.daemon.lock().unwrap();
+        let _ = Command::new("kill").arg(daemon.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while daemon.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "containerd ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        while_down();
+        *daemon = spawn_daemon(
+            &self.dir.join("containerd.log"),
+            &self.config(),
+            &self.dir.join("bin"),
+        );
+        drop(daemon);
+        self.wait_until_up();
+    }
+
+    /// containerd's leases (runwasi takes one while it writes precompiled
+    /// content); a failed start must not leave one behind.
+    pub fn leases(&self) -> Vec<String> {
+        self.ctr_ok(&["leases", "ls", "--quiet"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
     }
