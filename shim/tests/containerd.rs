@@ -72,6 +72,10 @@ const CASES: &[harness::Case<Suite>] = &[
         sigterm_drains_requests_in_flight,
     ),
     (
+        "sigterm_under_load_loses_no_accepted_request",
+        sigterm_under_load_loses_no_accepted_request,
+    ),
+    (
         "the_container_memory_limit_caps_each_instance",
         the_container_memory_limit_caps_each_instance,
     ),
@@ -828,6 +832,69 @@ fn sigterm_drains_requests_in_flight(s: &Suite) {
     );
     http::assert_all_answered(in_flight, 200, "slow fixture: done\n", &task.output());
     assert!(task.stderr().contains("drained"), "{}", task.output());
+}
+
+/// SIGTERM while clients keep sending (keep-alive and fresh connections):
+/// every request the server accepted (one access-log line each) reached its
+/// client complete; the ones it did not accept were refused or closed before
+/// any response byte.
+fn sigterm_under_load_loses_no_accepted_request(s: &Suite) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let image = s.import_fixture("slow");
+    let (addr, listen) = loopback();
+    let mut task = s.containerd.run(
+        "drain-load",
+        &image,
+        &[("WASMHTTP_LISTEN", &listen), ("WASMHTTP_ACCESS_LOG", "json")],
+        &[],
+        &[],
+    );
+    serving(addr, &mut task);
+    let stop = Arc::new(AtomicBool::new(false));
+    let complete = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..6)
+        .map(|client| {
+            let (stop, complete) = (stop.clone(), complete.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    let Ok(mut connection) = Connection::open(addr) else {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    };
+                    // odd clients keep connections alive, even ones don't
+                    for _ in 0..(if client % 2 == 1 { 5 } else { 1 }) {
+                        match connection.send("GET", "/sleep/40", &[], b"") {
+                            Ok(r) if r.status == 200 && r.text() == "slow fixture: done\n" => {
+                                complete.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(r) => panic!("an incomplete or wrong response: {r:?}"),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = complete.load(Ordering::SeqCst);
+    s.stop(&mut task);
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().expect("a client saw a broken response");
+    }
+    let accepted = task
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"path\":\"/sleep/40\""))
+        .count();
+    let complete = complete.load(Ordering::SeqCst);
+    assert!(before >= 20, "the load was too light to mean anything: {before}");
+    assert_eq!(
+        accepted, complete,
+        "the server answered {accepted} requests, clients got {complete} complete responses"
+    );
 }
 
 /// With `--memory-limit` (what Kubernetes' `resources.limits.memory` sets in
