@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug
 PY := build/tools/venv/bin/python
 
-.PHONY: setup build static image examples demo test bench k3d-test clean
+.PHONY: setup build static image examples demo test soak fuzz bench k3d-test clean
 
 setup:
 	@scripts/setup.sh
@@ -42,6 +42,14 @@ test: examples static
 	tests/static-binaries.sh
 	@echo "test: unit tests, wasmhttp serve, the shim under a private containerd, CRI, the node installer"
 	$(CARGO) test --locked --workspace
+
+# The soak of `make test` for 10 minutes (SOAK_SECONDS to change): a steady
+# load through the shim under containerd; report in build/soak/report.json.
+SOAK_SECONDS ?= 600
+soak: build
+	@mkdir -p build/soak
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT=$(CURDIR)/build/soak/report.json \
+		$(CARGO) test --locked -p wasmhttp --test soak
 
 # Throughput, latency, cold start, memory and density against native hyper,
 # `wasmtime serve` and runc (bench/bench.py; results in build/bench/).

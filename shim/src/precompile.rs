@@ -48,6 +48,20 @@ pub const LAYER_TYPES: &[&str] = &[
 
 const MAGIC: &[u8] = b"WASMHTTP-PRECOMPILED\n";
 
+/// The largest component the shim loads. Real ones are far smaller (the
+/// Python example, with its interpreter, is 40 MB); the cap keeps a
+/// gzip bomb or a mislabelled disk image in a layer from filling the shim's
+/// memory, since components are read whole.
+pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
+/// The error for a component over [`MAX_COMPONENT_BYTES`].
+pub fn too_large(what: &str, size: u64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} is {size} bytes; wasmhttp loads components of up to {} MiB",
+        MAX_COMPONENT_BYTES >> 20
+    )
+}
+
 /// The precompiled form of one layer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Bundle {
@@ -165,6 +179,9 @@ pub struct Found {
 /// its entrypoint names one.
 pub fn components_in_layer(media_type: &str, content: &[u8]) -> Result<Vec<Found>> {
     if RAW_WASM_LAYERS.contains(&media_type) {
+        if content.len() as u64 > MAX_COMPONENT_BYTES {
+            return Ok(vec![]);
+        }
         return Ok(match world::detect(content) {
             Ok(world) => vec![Found {
                 path: None,
@@ -196,6 +213,11 @@ fn components_in_tar(reader: impl Read) -> Result<Vec<Found>> {
             continue;
         }
         let path = rootfs_path(&entry.path()?.to_string_lossy());
+        if entry.size() > MAX_COMPONENT_BYTES {
+            // not read: the container start says so if its entrypoint names it
+            log::warn!("wasmhttp: {:#}", too_large(&path, entry.size()));
+            continue;
+        }
         let mut wasm = magic.to_vec();
         entry.read_to_end(&mut wasm)?;
         if let Ok(world) = world::detect(&wasm) {

@@ -231,9 +231,20 @@ fn absolute_in_container(entrypoint: &str) -> PathBuf {
 }
 
 fn read_component_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| {
-        format!("cannot read the entrypoint {} in the container's filesystem (the image must contain it)", path.display())
-    })
+    let cannot_read = || {
+        format!(
+            "cannot read the entrypoint {} in the container's filesystem (the image must contain it)",
+            path.display()
+        )
+    };
+    let size = std::fs::metadata(path).with_context(cannot_read)?.len();
+    if size > precompile::MAX_COMPONENT_BYTES {
+        return Err(precompile::too_large(
+            &format!("the entrypoint {}", path.display()),
+            size,
+        ));
+    }
+    std::fs::read(path).with_context(cannot_read)
 }
 
 fn component_from_layers(
@@ -272,6 +283,13 @@ fn component_from_layers(
                 }
             }
         } else if RAW_WASM_LAYERS.contains(&layer.config.media_type().to_string().as_str()) {
+            let size = layer.layer.len() as u64;
+            if size > precompile::MAX_COMPONENT_BYTES {
+                return Err(precompile::too_large(
+                    &format!("the image's wasm layer {}", layer.config.digest()),
+                    size,
+                ));
+            }
             let world =
                 world::detect(&layer.layer).context("the image's wasm layer is not runnable")?;
             bare.push((world, ComponentCode::Wasm(layer.layer.clone())));

@@ -88,6 +88,10 @@ const CASES: &[harness::Case<Suite>] = &[
         missing_content_and_a_busy_port_fail_with_the_cause,
     ),
     (
+        "layers_the_shim_cannot_read_or_load_fail_with_the_cause",
+        layers_the_shim_cannot_read_or_load_fail_with_the_cause,
+    ),
+    (
         "pods_keep_serving_while_containerd_restarts",
         pods_keep_serving_while_containerd_restarts,
     ),
@@ -592,14 +596,21 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
 fn missing_content_and_a_busy_port_fail_with_the_cause(s: &Suite) {
     let leases = s.containerd.leases();
     // a manifest whose layer is not in the content store (an interrupted pull)
-    let wasm = images::fixture(&s.work, "hello");
-    let reference = "wasmhttp-test/missing-layer:1";
-    let tar = images::wasmhttp_image(&s.work, &wasm, reference);
+    // (a layer of its own: one shared with an image unpacked before would be
+    // in the snapshotter already)
+    let hello = wasmhttp_fixtures::build("hello").unwrap();
+    let reference = "docker.io/wasmhttp-test/missing-layer:1";
+    let tar = images::rootfs_image(
+        &s.work,
+        &hello,
+        "/missing-layer.wasm",
+        reference,
+        Platform::LinuxAmd64,
+    );
     s.import(&tar, &["--no-unpack"]);
-    let reference = format!("docker.io/{reference}");
-    let layer = s.first_layer(&reference);
+    let layer = s.first_layer(reference);
     s.containerd.ctr_ok(&["content", "rm", &layer]);
-    let mut task = s.containerd.run("missing-layer", &reference, &[], &[], &[]);
+    let mut task = s.containerd.run("missing-layer", reference, &[], &[], &[]);
     let status = task
         .wait(Duration::from_secs(30))
         .expect("an image with missing content must fail fast");
@@ -629,6 +640,59 @@ fn missing_content_and_a_busy_port_fail_with_the_cause(s: &Suite) {
         task.output()
     );
     s.containerd.assert_cleaned_up("busy-port");
+    assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
+}
+
+fn layers_the_shim_cannot_read_or_load_fail_with_the_cause(s: &Suite) {
+    let leases = s.containerd.leases();
+    // a wasm image whose one layer has a media type no wasm shim reads
+    let wasm = images::fixture(&s.work, "hello");
+    let reference = "docker.io/wasmhttp-test/odd-layer:1";
+    let tar = images::runwasi_image_with_layer_type(
+        &s.work,
+        &wasm,
+        "hello",
+        reference,
+        "application/vnd.example.unknown.v1",
+    );
+    s.import(&tar, &["--all-platforms", "--no-unpack"]);
+    let error =
+        UnpackLess::start_fails(&s.containerd, "odd-layer", reference, &["hello.wasm"], &[]);
+    assert!(
+        error.contains("none of its layers has a media type wasmhttp reads")
+            && error.contains("found [application/vnd.example.unknown.v1]")
+            && error.contains("application/wasm"),
+        "{error}"
+    );
+    s.containerd.assert_cleaned_up("odd-layer");
+
+    // a 300 MiB component (its gzipped layer is a few hundred KB)
+    let mut huge = wasmhttp_fixtures::build("hello").unwrap();
+    huge.resize(300 << 20, 0);
+    let reference = "docker.io/wasmhttp-test/huge-component:1";
+    let tar = images::rootfs_image(
+        &s.work,
+        &huge,
+        "/component.wasm",
+        reference,
+        Platform::LinuxAmd64,
+    );
+    drop(huge);
+    s.import(&tar, &[]);
+    let _ = std::fs::remove_file(&tar);
+    let mut task = s.containerd.run("huge-component", reference, &[], &[], &[]);
+    let status = task
+        .wait(Duration::from_secs(60))
+        .expect("a huge component must fail fast");
+    assert!(!status.success());
+    assert!(
+        task.output()
+            .contains("the entrypoint /component.wasm is 314572800 bytes; wasmhttp loads components of up to 256 MiB"),
+        "{}",
+        task.output()
+    );
+    s.containerd.assert_cleaned_up("huge-component");
+    s.containerd.ctr_ok(&["images", "rm", "--sync", reference]);
     assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
 }
 
@@ -846,7 +910,10 @@ fn sigterm_under_load_loses_no_accepted_request(s: &Suite) {
     let mut task = s.containerd.run(
         "drain-load",
         &image,
-        &[("WASMHTTP_LISTEN", &listen), ("WASMHTTP_ACCESS_LOG", "json")],
+        &[
+            ("WASMHTTP_LISTEN", &listen),
+            ("WASMHTTP_ACCESS_LOG", "json"),
+        ],
         &[],
         &[],
     );
@@ -890,7 +957,10 @@ fn sigterm_under_load_loses_no_accepted_request(s: &Suite) {
         .filter(|l| l.starts_with('{') && l.contains("\"path\":\"/sleep/40\""))
         .count();
     let complete = complete.load(Ordering::SeqCst);
-    assert!(before >= 20, "the load was too light to mean anything: {before}");
+    assert!(
+        before >= 20,
+        "the load was too light to mean anything: {before}"
+    );
     assert_eq!(
         accepted, complete,
         "the server answered {accepted} requests, clients got {complete} complete responses"

@@ -42,17 +42,36 @@ impl UnpackLess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        let this = Self::new(containerd, id);
+        this.create(containerd, image, args, env, false)
+            .expect("creating the task");
+        this
+    }
+
+    fn new(containerd: &PrivateContainerd, id: &str) -> Self {
         let stdout = containerd.dir.join(format!("{id}.stdout"));
         let stderr = containerd.dir.join(format!("{id}.stderr"));
         std::fs::write(&stdout, b"").unwrap();
         std::fs::write(&stderr, b"").unwrap();
-        let spec = default_spec(containerd, args, env);
-        let this = Self {
+        Self {
             id: id.to_string(),
             stdout,
             stderr,
             socket: containerd.socket(),
-        };
+        }
+    }
+
+    fn create(
+        &self,
+        containerd: &PrivateContainerd,
+        image: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        expect_failure: bool,
+    ) -> Result<(), String> {
+        let this = self;
+        let id = self.id.as_str();
+        let spec = default_spec(containerd, args, env);
         this.block_on(async {
             let channel = containerd_client::connect(&this.socket)
                 .await
@@ -104,12 +123,17 @@ impl UnpackLess {
                 .create(with_namespace!(task, NAMESPACE))
                 .await;
             if let Err(status) = created {
+                if expect_failure {
+                    this.remove_container(channel).await;
+                    return Err(status.message().to_string());
+                }
                 panic!(
                     "creating the task failed: {}\ncontainer stderr:\n{}",
                     status.message(),
                     std::fs::read_to_string(&this.stderr).unwrap_or_default()
                 );
             }
+            assert!(!expect_failure, "the task of {id} was created");
             TasksClient::new(channel)
                 .start(with_namespace!(
                     StartRequest {
@@ -120,8 +144,44 @@ impl UnpackLess {
                 ))
                 .await
                 .expect("starting the task");
-        });
-        this
+            Ok(())
+        })
+    }
+
+    /// Creates container `id` whose task creation must fail; returns
+    /// containerd's error, after removing the container and its snapshot.
+    pub fn start_fails(
+        containerd: &PrivateContainerd,
+        id: &str,
+        image: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> String {
+        let this = Self::new(containerd, id);
+        this.create(containerd, image, args, env, true)
+            .expect_err("the task was created")
+    }
+
+    async fn remove_container(&self, channel: containerd_client::tonic::transport::Channel) {
+        ContainersClient::new(channel.clone())
+            .delete(with_namespace!(
+                DeleteContainerRequest {
+                    id: self.id.clone()
+                },
+                NAMESPACE
+            ))
+            .await
+            .expect("deleting the container");
+        SnapshotsClient::new(channel)
+            .remove(with_namespace!(
+                RemoveSnapshotRequest {
+                    snapshotter: SNAPSHOTTER.into(),
+                    key: self.id.clone()
+                },
+                NAMESPACE
+            ))
+            .await
+            .expect("removing the snapshot");
     }
 
     /// SIGTERM, waits for the exit code, then deletes task, container and snapshot.
@@ -161,25 +221,7 @@ impl UnpackLess {
                 ))
                 .await
                 .expect("deleting the task");
-            ContainersClient::new(channel.clone())
-                .delete(with_namespace!(
-                    DeleteContainerRequest {
-                        id: self.id.clone()
-                    },
-                    NAMESPACE
-                ))
-                .await
-                .expect("deleting the container");
-            SnapshotsClient::new(channel)
-                .remove(with_namespace!(
-                    RemoveSnapshotRequest {
-                        snapshotter: SNAPSHOTTER.into(),
-                        key: self.id.clone()
-                    },
-                    NAMESPACE
-                ))
-                .await
-                .expect("removing the snapshot");
+            self.remove_container(channel).await;
             code
         })
     }

@@ -55,12 +55,26 @@ pub fn wasmhttp_image(dir: &Path, component: &Path, reference: &str) -> PathBuf 
 /// runwasi's layout, as its `oci-tar-builder` writes it (config `wasip1/wasm`,
 /// empty rootfs, one component layer, entrypoint `NAME.wasm`).
 pub fn runwasi_image(dir: &Path, component: &Path, name: &str, reference: &str) -> PathBuf {
+    runwasi_image_with_layer_type(
+        dir,
+        component,
+        name,
+        reference,
+        oci_tar_builder::WASM_LAYER_MEDIA_TYPE,
+    )
+}
+
+/// [`runwasi_image`] with the layer labelled `layer_type`.
+pub fn runwasi_image_with_layer_type(
+    dir: &Path,
+    component: &Path,
+    name: &str,
+    reference: &str,
+    layer_type: &str,
+) -> PathBuf {
     use oci_spec_06::image as spec06;
     let mut builder = oci_tar_builder::Builder::default();
-    builder.add_layer_with_media_type(
-        &component.to_path_buf(),
-        oci_tar_builder::WASM_LAYER_MEDIA_TYPE.to_string(),
-    );
+    builder.add_layer_with_media_type(&component.to_path_buf(), layer_type.to_string());
     let config = spec06::ConfigBuilder::default()
         .entrypoint(vec![format!("{name}.wasm")])
         .build()

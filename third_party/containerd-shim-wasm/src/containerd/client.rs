@@ -45,6 +45,9 @@ macro_rules! with_lease {
 static PRECOMPILE_PREFIX: &str = "runwasi.io/precompiled";
 /// wasmhttp patch: the precompile label's value on a non-wasm-platform image
 /// whose layers hold no component.
+/// wasmhttp patch: the largest layer of a non-wasm image read to look for components.
+const LARGEST_LAYER_SCANNED: u64 = 256 << 20;
+
 static NO_COMPONENTS: &str = "no-components";
 // 16MB is the default maximum gRPC message size for gRPC in containerd:
 // https://github.com/containerd/containerd/blob/main/defaults/defaults.go
@@ -417,13 +420,33 @@ impl Client {
         // This label is unique across runtimes and version of the shim running
         // a precompiled component/module will not work across different runtimes or versions
 
+        // wasmhttp patch: the layers of a non-wasm image are read (into
+        // memory) only to look for components; a large one, such as a native
+        // sidecar's base layer, is not worth the shim's memory.
         let configs = manifest
             .layers()
             .iter()
             .filter(|x| is_wasm_layer(x.media_type(), supported_layer_types))
+            .filter(|x| wasm_platform || x.size() <= LARGEST_LAYER_SCANNED)
             .collect::<Vec<_>>();
 
         if configs.is_empty() {
+            // wasmhttp patch: a wasm image whose layers the shim cannot read
+            // would otherwise start with an empty rootfs and fail later, with
+            // a message about a missing entrypoint instead of the cause.
+            if wasm_platform {
+                let found = manifest
+                    .layers()
+                    .iter()
+                    .map(|layer| layer.media_type().to_string())
+                    .collect::<Vec<_>>();
+                return Err(ShimError::InvalidArgument(format!(
+                    "the image is built for wasm, but none of its layers has a media type {} reads: found [{}], expected one of [{}]",
+                    engine_name.as_ref(),
+                    found.join(", "),
+                    supported_layer_types.join(", ")
+                )));
+            }
             log::info!("no WASM layers found in OCI image");
             return Ok(vec![]);
         }

@@ -77,11 +77,17 @@ impl<S: Shim> SandboxInstance for Instance<S> {
         // check if container is OCI image with wasm layers and attempt to read the module
         let modules = oci_client
             .load_modules(&id)
-            .await
-            .unwrap_or_else(|e| {
+            .await;
+        // wasmhttp patch: an image the shim cannot run at all (see
+        // `load_modules`) fails here, with the reason, rather than starting
+        // without its layers.
+        let modules = match modules {
+            Err(err @ SandboxError::InvalidArgument(_)) => return Err(err),
+            modules => modules.unwrap_or_else(|e| {
                 log::warn!("Error obtaining wasm layers for container {id}.  Will attempt to use files inside container image. Error: {e}");
                 vec![]
-            });
+            }),
+        };
 
         let container = Container::build(
             |(id, cfg, modules)| {
