@@ -40,8 +40,10 @@ test: examples static
 	$(PY) tests/manifests.py
 	@echo "test: static node binaries"
 	tests/static-binaries.sh
-	@echo "test: unit tests, wasmhttp serve, the shim under a private containerd, CRI, the node installer"
+	@echo "test: unit tests, wasmhttp serve, hostile clients and guests, the shim under a private containerd, CRI, the node installer, a 60 s soak"
 	$(CARGO) test --locked --workspace
+	@echo "test: fuzz targets, 30 s each (make fuzz for longer)"
+	scripts/fuzz.sh 30
 
 # The soak of `make test` for 10 minutes (SOAK_SECONDS to change): a steady
 # load through the shim under containerd; report in build/soak/report.json.
@@ -50,6 +52,11 @@ soak: build
 	@mkdir -p build/soak
 	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_REPORT=$(CURDIR)/build/soak/report.json \
 		$(CARGO) test --locked -p wasmhttp --test soak
+
+# Every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each; needs nightly.
+FUZZ_SECONDS ?= 300
+fuzz: build
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Throughput, latency, cold start, memory and density against native hyper,
 # `wasmtime serve` and runc (bench/bench.py; results in build/bench/).

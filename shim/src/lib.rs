@@ -4,18 +4,34 @@
 //! `runner`) knows nothing of containerd; `shim` adapts it to runwasi's traits
 //! and `image` packages components for containerd. `wasmhttp serve` and the
 //! shim both go through [`runner::run`].
+//!
+//! Without the default `runtime` feature only the parsers of untrusted input
+//! are built (settings, component detection, image layers): what the fuzz
+//! targets in `fuzz/` exercise, without wasmtime or containerd.
 
-pub mod admin;
-pub mod cleanup;
-pub mod command;
+// parsers of what users and images hand the shim
 pub mod config;
-pub mod connection;
-pub mod engine;
-pub mod guest;
 pub mod image;
-pub mod metrics;
 pub mod precompile;
-pub mod runner;
-pub mod serve;
-pub mod shim;
 pub mod world;
+
+#[cfg(feature = "runtime")]
+pub mod admin;
+#[cfg(feature = "runtime")]
+pub mod cleanup;
+#[cfg(feature = "runtime")]
+pub mod command;
+#[cfg(feature = "runtime")]
+pub mod connection;
+#[cfg(feature = "runtime")]
+pub mod engine;
+#[cfg(feature = "runtime")]
+pub mod guest;
+#[cfg(feature = "runtime")]
+pub mod metrics;
+#[cfg(feature = "runtime")]
+pub mod runner;
+#[cfg(feature = "runtime")]
+pub mod serve;
+#[cfg(feature = "runtime")]
+pub mod shim;

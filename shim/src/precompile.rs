@@ -16,8 +16,10 @@ use std::io::Read;
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+#[cfg(feature = "runtime")]
 use wasmtime::Engine;
 
+#[cfg(feature = "runtime")]
 use crate::engine;
 use crate::world::{self, World};
 
@@ -243,6 +245,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Compiles every runnable component of a layer. `Ok(None)` when the layer
 /// holds none (runwasi then keeps the original layer).
+#[cfg(feature = "runtime")]
 pub fn precompile_layer(
     engine: &Engine,
     media_type: &str,
@@ -276,7 +279,7 @@ pub fn precompile_layer(
     ))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "runtime"))]
 mod tests {
     use super::*;
 
