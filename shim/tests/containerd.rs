@@ -8,19 +8,14 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::containerd::PrivateContainerd;
+use support::containerd::{Suite, run_suite};
 use support::grpc::UnpackLess;
 use support::harness;
 use support::http::{self, Connection, free_port, wait_until_serving};
 use support::images::{self, Platform};
-
-struct Suite {
-    containerd: PrivateContainerd,
-    work: PathBuf,
-}
 
 const CASES: &[harness::Case<Suite>] = &[
     (
@@ -102,23 +97,7 @@ const CASES: &[harness::Case<Suite>] = &[
 ];
 
 fn main() {
-    harness::run(
-        CASES,
-        || {
-            let work = std::env::temp_dir().join(format!("wasmhttp-suite-{}", std::process::id()));
-            std::fs::create_dir_all(&work).unwrap();
-            Suite {
-                containerd: PrivateContainerd::start(),
-                work,
-            }
-        },
-        |suite| suite.containerd.log_tail(),
-        |suite| {
-            let leaks = suite.containerd.stop();
-            let _ = std::fs::remove_dir_all(&suite.work);
-            leaks
-        },
-    )
+    run_suite("suite", CASES)
 }
 
 impl Suite {

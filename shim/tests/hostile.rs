@@ -92,6 +92,19 @@ fn settled_fds(served: &Served) -> usize {
     open_fds(served)
 }
 
+/// Waits until the server holds no more descriptors than `before`.
+fn wait_for_fds_back(served: &Served, before: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_fds(served) > before {
+        assert!(
+            Instant::now() < deadline,
+            "{} descriptors open, {before} before",
+            open_fds(served)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn open_fds(served: &Served) -> usize {
     std::fs::read_dir(format!("/proc/{}/fd", served.child.id()))
         .unwrap()
@@ -381,15 +394,7 @@ fn abrupt_disconnects_free_their_slot() {
         wait_for_free_slot(addr);
     }
     wait_for_metric(served.admin, "wasmhttp_requests_in_flight", 0.0);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds(&served) > fds_before {
-        assert!(
-            Instant::now() < deadline,
-            "{} descriptors open, {fds_before} before",
-            open_fds(&served)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_fds_back(&served, fds_before);
 }
 
 /// Waits until a request is answered 200 rather than 503 (the server's one
@@ -457,15 +462,7 @@ fn thousands_of_idle_connections_neither_block_others_nor_stay() {
         );
     }
     drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds(&served) > fds_before {
-        assert!(
-            Instant::now() < deadline,
-            "{} descriptors open, {fds_before} before",
-            open_fds(&served)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_fds_back(&served, fds_before);
     assert_eq!(http::get(addr, "/").unwrap().status, 200);
 }
 

@@ -12,15 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::containerd::PrivateContainerd;
+use support::containerd::{Suite, run_suite};
 use support::harness;
 use support::http::{self, Connection, free_port};
 use support::images;
-
-struct Suite {
-    containerd: PrivateContainerd,
-    work: std::path::PathBuf,
-}
 
 const CASES: &[harness::Case<Suite>] =
     &[("steady_load_through_the_shim", steady_load_through_the_shim)];
@@ -32,23 +27,7 @@ const CLIENTS: u64 = 4;
 const BODY: &[u8] = &[b'x'; 1024];
 
 fn main() {
-    harness::run(
-        CASES,
-        || {
-            let work = std::env::temp_dir().join(format!("wasmhttp-soak-{}", std::process::id()));
-            std::fs::create_dir_all(&work).unwrap();
-            Suite {
-                containerd: PrivateContainerd::start(),
-                work,
-            }
-        },
-        |suite| suite.containerd.log_tail(),
-        |suite| {
-            let leaks = suite.containerd.stop();
-            let _ = std::fs::remove_dir_all(&suite.work);
-            leaks
-        },
-    )
+    run_suite("soak", CASES)
 }
 
 #[derive(Default)]

@@ -465,3 +465,32 @@ impl Drop for Task {
         }
     }
 }
+
+/// What the suites on a private containerd share: the daemon and a work
+/// directory for the images they build.
+pub struct Suite {
+    pub containerd: PrivateContainerd,
+    pub work: PathBuf,
+}
+
+/// Runs `cases` against one private containerd, torn down at the end (see
+/// [`super::harness::run`]).
+pub fn run_suite(name: &str, cases: &[super::harness::Case<Suite>]) -> ! {
+    super::harness::run(
+        cases,
+        || {
+            let work = std::env::temp_dir().join(format!("wasmhttp-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&work).unwrap();
+            Suite {
+                containerd: PrivateContainerd::start(),
+                work,
+            }
+        },
+        |suite| suite.containerd.log_tail(),
+        |suite| {
+            let leaks = suite.containerd.stop();
+            let _ = std::fs::remove_dir_all(&suite.work);
+            leaks
+        },
+    )
+}
