@@ -639,11 +639,50 @@ fn layers_the_shim_cannot_read_or_load_fail_with_the_cause(s: &Suite) {
         UnpackLess::start_fails(&s.containerd, "odd-layer", reference, &["hello.wasm"], &[]);
     assert!(
         error.contains("none of its layers has a media type wasmhttp reads")
-            && error.contains("found [application/vnd.example.unknown.v1]")
+            && error.contains("found [\"application/vnd.example.unknown.v1\"]")
             && error.contains("application/wasm"),
         "{error}"
     );
     s.containerd.assert_cleaned_up("odd-layer");
+
+    // a layer without a media type: containerd refuses to unpack it (so
+    // `ctr run`, and CRI, never reach the shim) ...
+    let hello = wasmhttp_fixtures::build("hello").unwrap();
+    let reference = "docker.io/wasmhttp-test/untyped-layer:1";
+    let tar = images::rootfs_image_with_layer_type(
+        &s.work,
+        &hello,
+        "/untyped.wasm",
+        reference,
+        Platform::WasiWasm,
+        Some(""),
+    );
+    s.import(&tar, &["--all-platforms", "--no-unpack"]);
+    let mut task = s.containerd.run(
+        "untyped-layer",
+        reference,
+        &[],
+        &["--platform", "wasi/wasm"],
+        &[],
+    );
+    let status = task.wait(Duration::from_secs(30)).expect("fails fast");
+    assert!(!status.success());
+    assert!(
+        task.output().contains("no processor for media-type"),
+        "{}",
+        task.output()
+    );
+    s.containerd.assert_cleaned_up("untyped-layer");
+    // ... and the shim, handed it without unpacking, names it
+    let error = UnpackLess::start_fails(
+        &s.containerd,
+        "untyped-layer",
+        reference,
+        &["/untyped.wasm"],
+        &[],
+    );
+    assert!(error.contains("found [\"\"]"), "{error}");
+    s.containerd.assert_cleaned_up("untyped-layer");
 
     // a 300 MiB component (its gzipped layer is a few hundred KB)
     let mut huge = wasmhttp_fixtures::build("hello").unwrap();

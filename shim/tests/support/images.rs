@@ -114,13 +114,25 @@ pub fn rootfs_image(
     reference: &str,
     platform: Platform,
 ) -> PathBuf {
+    rootfs_image_with_layer_type(dir, content, path, reference, platform, None)
+}
+
+/// [`rootfs_image`] with its layer's media type set to `layer_type`.
+pub fn rootfs_image_with_layer_type(
+    dir: &Path,
+    content: &[u8],
+    path: &str,
+    reference: &str,
+    platform: Platform,
+    layer_type: Option<&str>,
+) -> PathBuf {
     let tar = single_file_tar(path, content).unwrap();
     let process = ConfigBuilder::default()
         .cmd(vec![path.to_string()])
         .build()
         .unwrap();
     let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
-    one_layer_image(&out, reference, &tar, platform, process);
+    one_layer_image(&out, reference, &tar, platform, process, layer_type);
     out
 }
 
@@ -161,7 +173,7 @@ pub fn busybox_image(
         .build()
         .unwrap();
     let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
-    one_layer_image(&out, reference, &tar, Platform::LinuxAmd64, process);
+    one_layer_image(&out, reference, &tar, Platform::LinuxAmd64, process, None);
     out
 }
 
@@ -172,6 +184,7 @@ fn one_layer_image(
     tar: &[u8],
     platform: Platform,
     process: oci_spec::image::Config,
+    layer_type: Option<&str>,
 ) {
     let docker = matches!(platform, Platform::WasiWasm);
     let media_type = |docker_type: &str, oci: MediaType| {
@@ -182,10 +195,13 @@ fn one_layer_image(
         }
     };
     let mut archive = OciArchive::new(std::fs::File::create(out).unwrap());
-    let layer_type = media_type(
-        "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        MediaType::ImageLayerGzip,
-    );
+    let layer_type = match layer_type {
+        Some(layer_type) => MediaType::Other(layer_type.into()),
+        None => media_type(
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            MediaType::ImageLayerGzip,
+        ),
+    };
     let layer = archive.add_blob(layer_type, &gzip(tar).unwrap()).unwrap();
     let (os, arch) = match platform {
         Platform::WasiWasm => (Os::Other("wasi".into()), Arch::Wasm),

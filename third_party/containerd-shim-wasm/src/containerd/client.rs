@@ -438,7 +438,7 @@ impl Client {
                 let found = manifest
                     .layers()
                     .iter()
-                    .map(|layer| layer.media_type().to_string())
+                    .map(|layer| format!("{:?}", layer.media_type().to_string()))
                     .collect::<Vec<_>>();
                 return Err(ShimError::InvalidArgument(format!(
                     "the image is built for wasm, but none of its layers has a media type {} reads: found [{}], expected one of [{}]",
