@@ -672,6 +672,41 @@ fn invalid_component_fails_start_container_with_the_reason(s: &Suite) {
         "{}",
         error.message()
     );
+
+    // a truncated component
+    let truncated = "docker.io/wasmhttp-test/cri-truncated:1";
+    let hello = wasmhttp_fixtures::build("hello").unwrap();
+    s.import_k8s(&images::rootfs_image(
+        &s.work,
+        &hello[..hello.len() / 2],
+        "/component.wasm",
+        truncated,
+        images::Platform::LinuxAmd64,
+    ));
+    let error = pod
+        .start("truncated", truncated, &[])
+        .expect_err("a truncated component must not start");
+    assert!(
+        error.message().contains("malformed WebAssembly component"),
+        "{}",
+        error.message()
+    );
+    pod.remove();
+
+    // a port another container of the pod holds
+    let mut pod = Pod::run(s, "busy-port");
+    let no_admin = [("WASMHTTP_ADMIN_LISTEN", "off")];
+    pod.started("first", "wasmhttp-test/cri-hello:5", &no_admin);
+    match pod.start("second", "wasmhttp-test/cri-hello:5", &no_admin) {
+        // the port is taken once the component is loaded: the container
+        // starts, then exits saying why in its log
+        Ok(_) => pod.wait_for_log("second", "cannot listen on 0.0.0.0:8080"),
+        Err(error) => assert!(
+            error.message().contains("cannot listen on 0.0.0.0:8080"),
+            "{}",
+            error.message()
+        ),
+    }
     pod.remove();
 }
 
