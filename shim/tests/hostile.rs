@@ -599,3 +599,37 @@ fn rss_kib(served: &Served) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
+
+#[test]
+fn keep_alive_connections_close_when_idle_but_never_mid_request() {
+    let dir = temp_dir("idle-timeout");
+    let served = serve(
+        "idle-timeout",
+        &fixture(&dir, "slow"),
+        &[],
+        &[
+            ("WASMHTTP_IDLE_TIMEOUT", "1s"),
+            ("WASMHTTP_HEADER_TIMEOUT", "1s"),
+        ],
+    );
+    let mut stream = TcpStream::connect(served.addr).unwrap();
+    // a request that takes longer than both timeouts is not cut: the
+    // connection is busy, not idle
+    stream
+        .write_all(b"GET /sleep/1500 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5))
+        .expect("the idle connection was never closed");
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("slow fixture: done\n") && answer.ends_with("0\r\n\r\n"),
+        "{answer}"
+    );
+    // then, idle, it is closed about WASMHTTP_IDLE_TIMEOUT after the response
+    assert!(
+        took >= Duration::from_millis(2400) && took < Duration::from_millis(3500),
+        "closed after {took:?}"
+    );
+}
