@@ -369,7 +369,8 @@ impl Handler {
         // a guest that sends its head and then sleeps forever would otherwise
         // hold its concurrency slot (and its client) for good.
         let deadline = tokio::time::Instant::now() + self.settings.request_timeout;
-        let what = format!("{} {}", req.method(), req.uri());
+        // for the log line of a failure after the head (cheap: shared bytes)
+        let (method, uri) = (req.method().clone(), req.uri().clone());
         let reuse = self.settings.instance_reuse;
         let warm = if reuse > 1 { self.warm.take() } else { None };
         let (mut store, warm_proxy, served) = match warm {
@@ -486,7 +487,7 @@ impl Handler {
                         state.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
                     }
                     eprintln!(
-                        "wasmhttp: {what}: the guest failed while streaming the response body, which was cut: {failure:#}"
+                        "wasmhttp: {method} {uri}: the guest failed while streaming the response body, which was cut: {failure:#}"
                     );
                 });
                 Ok(response.map(|body| {
