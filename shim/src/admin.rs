@@ -17,10 +17,16 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::connection::{ConnectionUse, IdleLimits, TrackedBody, serve_until_idle};
 use crate::serve::ServerState;
 
-/// Binds the admin listener and serves it in the background; returns its address.
-pub async fn start(addr: SocketAddr, state: Arc<ServerState>) -> Result<SocketAddr> {
+/// Binds the admin listener and serves it in the background; returns its
+/// address. Its connections are closed when idle, as the main listener's.
+pub async fn start(
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    limits: IdleLimits,
+) -> Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} for the admin endpoints (set WASMHTTP_ADMIN_LISTEN to another address, or to off)")
     })?;
@@ -32,16 +38,23 @@ pub async fn start(addr: SocketAddr, state: Arc<ServerState>) -> Result<SocketAd
                 continue;
             };
             let state = state.clone();
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&req, &state)) }
-            });
+            let usage = ConnectionUse::new();
+            let service = {
+                let usage = usage.clone();
+                service_fn(move |req| {
+                    let response = route(&req, &state);
+                    let request = usage.begin();
+                    async move {
+                        Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, request)))
+                    }
+                })
+            };
             tokio::spawn(async move {
-                let _ = http1::Builder::new()
+                let connection = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                    .header_read_timeout(limits.first_request)
+                    .serve_connection(TokioIo::new(stream), service);
+                serve_until_idle(connection, &usage, limits).await;
             });
         }
     });

@@ -209,6 +209,15 @@ impl Limits {
 }
 
 impl Settings {
+    /// The idle limits of a connection, on both listeners.
+    #[cfg(feature = "runtime")]
+    pub fn idle_limits(&self) -> crate::connection::IdleLimits {
+        crate::connection::IdleLimits {
+            first_request: self.header_timeout,
+            between_requests: self.idle_timeout,
+        }
+    }
+
     fn defaults(limits: &Limits) -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),

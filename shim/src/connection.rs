@@ -67,9 +67,32 @@ impl Drop for RequestInProgress {
     }
 }
 
+/// How long a connection may go without a request in progress.
+#[derive(Clone, Copy)]
+pub struct IdleLimits {
+    /// before its first request (the header timeout)
+    pub first_request: Duration,
+    /// after a response, for the next request (keep-alive)
+    pub between_requests: Duration,
+}
+
+/// Drives `connection` until it ends, or until it has been idle beyond
+/// `limits`, when it is dropped (and its socket closed).
+pub async fn serve_until_idle(
+    connection: impl Future<Output = impl Sized>,
+    usage: &ConnectionUse,
+    limits: IdleLimits,
+) {
+    tokio::select! {
+        // A client that goes away mid-request is not the server's problem.
+        _ = connection => {}
+        () = close_when_idle(usage, limits.first_request, limits.between_requests) => {}
+    }
+}
+
 /// Returns once the connection has been without a request in progress for
 /// `first_request` (before its first request) or `between_requests` (after).
-pub async fn close_when_idle(
+async fn close_when_idle(
     usage: &ConnectionUse,
     first_request: Duration,
     between_requests: Duration,

@@ -57,7 +57,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     // The admin endpoints come first: /healthz answers (and /readyz says
     // "starting") while a large component is still being compiled.
     if let (World::HttpHandler, Some(addr)) = (world, settings.admin_listen) {
-        let bound = admin::start(addr, state.clone()).await?;
+        let bound = admin::start(addr, state.clone(), settings.idle_limits()).await?;
         eprintln!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
     }
     let engine = engine::new_engine_with(engine::PoolLimits {

@@ -36,7 +36,7 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::config::{AccessLog, Settings};
-use crate::connection::{ConnectionUse, TrackedBody, close_when_idle};
+use crate::connection::{ConnectionUse, TrackedBody, serve_until_idle};
 use crate::engine;
 use crate::guest::{self, GuestConfig, GuestState};
 use crate::metrics::{Metrics, Rejection};
@@ -231,16 +231,8 @@ impl HttpServer {
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
             let connection = graceful.watch(connection);
-            let settings = &self.handler.settings;
-            let (first_request, between_requests) =
-                (settings.header_timeout, settings.idle_timeout);
-            tokio::spawn(async move {
-                tokio::select! {
-                    // A client that goes away mid-request is not the server's problem.
-                    _ = connection => {}
-                    () = close_when_idle(&usage, first_request, between_requests) => {}
-                }
-            });
+            let limits = self.handler.settings.idle_limits();
+            tokio::spawn(async move { serve_until_idle(connection, &usage, limits).await });
         }
 
         let state = &self.handler.state;
