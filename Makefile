@@ -5,7 +5,7 @@ CARGO ?= cargo
 BIN := target/debug
 PY := build/tools/venv/bin/python
 
-.PHONY: setup build static image examples demo test soak fuzz bench k3d-test clean
+.PHONY: setup build static image examples demo demo-cgi test soak fuzz bench k3d-test clean
 
 setup:
 	@scripts/setup.sh
@@ -29,9 +29,14 @@ examples: build
 	@$(MAKE) --no-print-directory -C examples/hello-py
 	@$(MAKE) --no-print-directory -C examples/proxy-js
 	@$(MAKE) --no-print-directory -C examples/files-py
+	@$(MAKE) --no-print-directory -C examples/cgi-c
 
 demo: examples
 	@scripts/demo.sh
+
+# The C CGI example (examples/cgi-c) under containerd, WASMHTTP_MODE=cgi.
+demo-cgi: examples
+	@scripts/demo.sh cgi-c
 
 test: examples static
 	@echo "test: shell scripts (shellcheck)"
@@ -78,3 +83,4 @@ clean:
 	@$(MAKE) --no-print-directory -C examples/hello-py clean
 	@$(MAKE) --no-print-directory -C examples/proxy-js clean
 	@$(MAKE) --no-print-directory -C examples/files-py clean
+	@$(MAKE) --no-print-directory -C examples/cgi-c clean

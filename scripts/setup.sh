@@ -16,8 +16,8 @@ if [ "${1:-}" != build ]; then
     containerd runc containernetworking-plugins iproute2 curl busybox-static shellcheck
     # the load generator of `make bench`
     wrk
-    # guest toolchains
-    nodejs npm python3-venv
+    # guest toolchains: JavaScript, Python, and C for wasm32-wasi (CGI example and fixtures)
+    nodejs npm python3-venv clang lld wasi-libc libclang-rt-14-dev-wasm32
   )
 fi
 missing=()

@@ -16,6 +16,11 @@ pub const PREFIX: &str = "WASMHTTP_";
 /// configuration table lists the same.
 pub const KNOWN: &[(&str, &str, &str)] = &[
     (
+        "WASMHTTP_MODE",
+        "`auto` (an HTTP handler is served, a wasi:cli command runs once), `proxy` (only an HTTP handler), `command` (run once: a wasi:cli command component or a WASI preview 1 module) or `cgi` (a wasi:cli command component or a WASI preview 1 module runs once per request, as a CGI program)",
+        "auto",
+    ),
+    (
         "WASMHTTP_LISTEN",
         "a socket address (`0.0.0.0:8080`, `[::]:8080`, `127.0.0.1:9000`) or a bare port (`8080`)",
         "0.0.0.0:8080",
@@ -84,6 +89,8 @@ pub const KNOWN: &[(&str, &str, &str)] = &[
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
+    /// What the program is run as (see [`Mode`]).
+    pub mode: Mode,
     /// Where the HTTP listener binds, inside the container's network namespace.
     pub listen: SocketAddr,
     /// Where /healthz, /readyz and /metrics are served; `None` when `off`.
@@ -160,6 +167,33 @@ impl HostPattern {
     }
 }
 
+/// WASMHTTP_MODE: how the program is run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// By what it exports: an HTTP handler is served, a command runs once.
+    #[default]
+    Auto,
+    /// An HTTP handler, served; anything else refuses to start.
+    Proxy,
+    /// A command (component or preview 1 module), run once.
+    Command,
+    /// A command (component or preview 1 module) run once per request as a
+    /// CGI/1.1 program: the request in its environment and stdin, the
+    /// response from its stdout.
+    Cgi,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Auto => "auto",
+            Mode::Proxy => "proxy",
+            Mode::Command => "command",
+            Mode::Cgi => "cgi",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccessLog {
     Off,
@@ -220,6 +254,7 @@ impl Settings {
 
     fn defaults(limits: &Limits) -> Self {
         Self {
+            mode: Mode::Auto,
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
             admin_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9090)),
             drain_timeout: Duration::from_secs(25),
@@ -304,6 +339,15 @@ impl Environment {
             };
             let value_str = value.trim();
             match name.as_str() {
+                "WASMHTTP_MODE" => {
+                    settings.mode = match value_str {
+                        "auto" | "" => Mode::Auto,
+                        "proxy" => Mode::Proxy,
+                        "command" => Mode::Command,
+                        "cgi" => Mode::Cgi,
+                        _ => return Err(error()),
+                    }
+                }
                 "WASMHTTP_LISTEN" => {
                     settings.listen = parse_address(value_str).ok_or_else(error)?
                 }
@@ -402,6 +446,16 @@ impl Environment {
                     });
                 }
             }
+        }
+        if settings.mode == Mode::Cgi && settings.instance_reuse > 1 {
+            // each request runs the program from its start: there is no
+            // instance to hand a second request to
+            return Err(SettingError {
+                variable: "WASMHTTP_INSTANCE_REUSE".into(),
+                value: settings.instance_reuse.to_string(),
+                accepted: "1 with WASMHTTP_MODE=cgi, which runs the program once per request"
+                    .into(),
+            });
         }
         Ok(Self {
             settings,
@@ -554,6 +608,28 @@ mod tests {
         let reuse = parse(&["WASMHTTP_INSTANCE_REUSE=500"]).unwrap();
         assert_eq!(reuse.settings.instance_reuse, 500);
         assert!(parse(&["WASMHTTP_INSTANCE_REUSE=100001"]).is_err());
+    }
+
+    #[test]
+    fn modes_and_what_cgi_excludes() {
+        assert_eq!(parse(&[]).unwrap().settings.mode, Mode::Auto);
+        for (value, mode) in [
+            ("auto", Mode::Auto),
+            ("proxy", Mode::Proxy),
+            ("command", Mode::Command),
+            ("cgi", Mode::Cgi),
+        ] {
+            let env = parse(&[&format!("WASMHTTP_MODE={value}")]).unwrap();
+            assert_eq!(env.settings.mode, mode);
+            assert_eq!(mode.to_string(), value);
+        }
+        let err = parse(&["WASMHTTP_MODE=fastcgi"]).unwrap_err();
+        assert_eq!(err.variable, "WASMHTTP_MODE");
+        assert!(err.to_string().contains("`cgi`"), "{err}");
+        // reuse has no meaning when every request starts the program afresh
+        let err = parse(&["WASMHTTP_INSTANCE_REUSE=8", "WASMHTTP_MODE=cgi"]).unwrap_err();
+        assert_eq!(err.variable, "WASMHTTP_INSTANCE_REUSE");
+        assert!(err.to_string().contains("WASMHTTP_MODE=cgi"), "{err}");
     }
 
     #[test]

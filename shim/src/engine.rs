@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig, Precompiled,
+};
 
 /// Bumped whenever the way we configure the engine or pack artifacts changes
 /// in a way wasmtime's own compatibility hash cannot see.
@@ -162,19 +164,38 @@ pub fn release_freed_memory() {
     }
 }
 
-/// Compiles a component with Cranelift (the slow path a cache hit avoids).
-pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
-    Component::new(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("compiling the component")
+/// Compiled guest code: a component, or a WASI preview 1 core module.
+#[derive(Clone)]
+pub enum Code {
+    Component(Component),
+    Module(Module),
 }
 
-/// Produces the machine-code artifact of a component, for the cache.
+/// Compiles a component or core module with Cranelift (the slow path a
+/// cache hit avoids).
+pub fn compile(engine: &Engine, wasm: &[u8]) -> Result<Code> {
+    if wasmparser::Parser::is_component(wasm) {
+        Component::new(engine, wasm)
+            .map(Code::Component)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")
+    } else {
+        Module::new(engine, wasm)
+            .map(Code::Module)
+            .map_err(anyhow::Error::from)
+            .context("compiling the module")
+    }
+}
+
+/// Produces the machine-code artifact of a component or module, for the cache.
 pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>> {
-    engine
-        .precompile_component(wasm)
-        .map_err(anyhow::Error::from)
-        .context("precompiling the component")
+    if wasmparser::Parser::is_component(wasm) {
+        engine.precompile_component(wasm)
+    } else {
+        engine.precompile_module(wasm)
+    }
+    .map_err(anyhow::Error::from)
+    .context("precompiling the program")
 }
 
 /// Loads an artifact made by [`precompile`].
@@ -182,12 +203,15 @@ pub fn precompile(engine: &Engine, wasm: &[u8]) -> Result<Vec<u8>> {
 /// Only call this with bytes this program wrote itself: wasmtime artifacts are
 /// machine code and are trusted as such. wasmtime still checks that the
 /// artifact matches this engine's version and settings.
-pub fn load_precompiled(engine: &Engine, artifact: &[u8]) -> Result<Component> {
-    // SAFETY: the artifact comes from our own precompile cache (the containerd
-    // content store, written by this shim), see the function's contract.
-    unsafe { Component::deserialize(engine, artifact) }
-        .map_err(anyhow::Error::from)
-        .context("loading the precompiled component")
+pub fn load_precompiled(engine: &Engine, artifact: &[u8]) -> Result<Code> {
+    // SAFETY (both): the artifact comes from our own precompile cache (the
+    // containerd content store, written by this shim), see the function's contract.
+    match Engine::detect_precompiled(artifact) {
+        Some(Precompiled::Module) => unsafe { Module::deserialize(engine, artifact) }.map(Code::Module),
+        _ => unsafe { Component::deserialize(engine, artifact) }.map(Code::Component),
+    }
+    .map_err(anyhow::Error::from)
+    .context("loading the precompiled program")
 }
 
 #[cfg(test)]

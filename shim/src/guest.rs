@@ -71,43 +71,58 @@ pub struct GuestState {
     pub memory: MemoryBudget,
 }
 
+/// The guest's WASI context as the container defines it: `env` (the
+/// container's, or a CGI request's), the container's args and volumes, stdout
+/// and stderr to the container log, sockets if allowed. Callers may replace
+/// stdio before building.
+pub fn wasi_builder(
+    config: &GuestConfig,
+    env: &[(String, String)],
+) -> anyhow::Result<WasiCtxBuilder> {
+    let mut wasi = WasiCtxBuilder::new();
+    // Guest stdout/stderr are the container's: `ctr` and `kubectl logs` show them.
+    wasi.inherit_stdout().inherit_stderr();
+    wasi.envs(env).args(&config.args);
+    if config.sockets {
+        // the container's network namespace is the sandbox here, as it is
+        // for any process in the pod
+        wasi.inherit_network()
+            .allow_tcp(true)
+            .allow_udp(true)
+            .allow_ip_name_lookup(true);
+    }
+    for volume in &config.volumes {
+        let perms = if volume.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        // WASI resolves every path inside the preopen: `..` cannot climb out
+        wasi.preopened_dir(&volume.host, &volume.guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("opening the volume {}", volume.host.display()))?;
+    }
+    Ok(wasi)
+}
+
 impl GuestState {
     pub fn new(config: &GuestConfig) -> anyhow::Result<Self> {
-        let mut wasi = WasiCtxBuilder::new();
-        // Guest stdout/stderr are the container's: `ctr` and `kubectl logs` show them.
-        wasi.inherit_stdout().inherit_stderr();
-        wasi.envs(&config.env).args(&config.args);
-        if config.sockets {
-            // the container's network namespace is the sandbox here, as it is
-            // for any process in the pod
-            wasi.inherit_network()
-                .allow_tcp(true)
-                .allow_udp(true)
-                .allow_ip_name_lookup(true);
-        }
-        for volume in &config.volumes {
-            let perms = if volume.read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            // WASI resolves every path inside the preopen: `..` cannot climb out
-            wasi.preopened_dir(&volume.host, &volume.guest, perms)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("opening the volume {}", volume.host.display()))?;
-        }
-        Ok(Self {
-            wasi: wasi.build(),
+        Ok(Self::with_wasi(
+            wasi_builder(config, &config.env)?.build(),
+            config,
+        ))
+    }
+
+    pub fn with_wasi(wasi: WasiCtx, config: &GuestConfig) -> Self {
+        Self {
+            wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: OutboundPolicy {
                 allowed: config.outbound.clone(),
             },
-            memory: MemoryBudget {
-                limit: usize::try_from(config.max_memory).unwrap_or(usize::MAX),
-                used: 0,
-            },
-        })
+            memory: MemoryBudget::new(config.max_memory),
+        }
     }
 }
 
@@ -129,6 +144,13 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            used: 0,
+        }
+    }
+
     pub fn used(&self) -> usize {
         self.used
     }
@@ -164,12 +186,23 @@ pub fn new_store(
     engine: &wasmtime::Engine,
     config: &GuestConfig,
 ) -> anyhow::Result<wasmtime::Store<GuestState>> {
-    let mut store = wasmtime::Store::new(engine, GuestState::new(config)?);
-    store.limiter(|state| &mut state.memory);
+    Ok(limited_store(engine, GuestState::new(config)?, |state| {
+        &mut state.memory
+    }))
+}
+
+/// A store whose linear memories are held to the budget `memory` finds in it.
+pub fn limited_store<T: 'static>(
+    engine: &wasmtime::Engine,
+    data: T,
+    memory: fn(&mut T) -> &mut MemoryBudget,
+) -> wasmtime::Store<T> {
+    let mut store = wasmtime::Store::new(engine, data);
+    store.limiter(move |state| memory(state));
     // The engine interrupts guests by epoch (request timeouts); a store that
     // sets no deadline of its own runs without one.
     store.set_epoch_deadline(NO_DEADLINE);
-    Ok(store)
+    store
 }
 
 /// Epoch ticks no process lives to see (about 146 years of 10 ms ticks).

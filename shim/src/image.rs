@@ -1,7 +1,8 @@
 //! `wasmhttp image`: packages a component as an OCI image archive that
 //! `ctr images import` (and `docker load`, `k3d image import`) accept.
 //!
-//! The layout: an OCI image whose config says `wasip2/wasm`, with one gzipped
+//! The layout: an OCI image whose config says `wasip2/wasm` (`wasip1/wasm` for
+//! a preview 1 module), with one gzipped
 //! tar layer holding `/component.wasm`, which is also the image's entrypoint.
 //! The wasm-native layout `wkg oci push` writes (config
 //! `application/vnd.wasm.config.v0+json`, one `application/wasm` layer) would
@@ -50,7 +51,13 @@ pub fn write_image(wasm: &[u8], reference: &str, out: impl Write) -> Result<Imag
 
     let config = ImageConfigurationBuilder::default()
         .architecture(Arch::Wasm)
-        .os(Os::Other("wasip2".into()))
+        .os(Os::Other(
+            match world {
+                World::Wasip1Command => "wasip1",
+                World::HttpHandler | World::Command => "wasip2",
+            }
+            .into(),
+        ))
         .config(
             ConfigBuilder::default()
                 .entrypoint(vec![COMPONENT_PATH.to_string()])
@@ -90,6 +97,7 @@ fn world_label(world: World) -> &'static str {
     match world {
         World::HttpHandler => "wasi:http/proxy",
         World::Command => "wasi:cli/command",
+        World::Wasip1Command => "wasi_snapshot_preview1/command",
     }
 }
 

@@ -1,7 +1,7 @@
 //! wasmhttp: serve `wasi:http/proxy` components as containers.
 //!
 //! The engine (`config`, `world`, `engine`, `guest`, `serve`, `command`,
-//! `runner`) knows nothing of containerd; `shim` adapts it to runwasi's traits
+//! `cgi`, `runner`) knows nothing of containerd; `shim` adapts it to runwasi's traits
 //! and `image` packages components for containerd. `wasmhttp serve` and the
 //! shim both go through [`runner::run`].
 //!
@@ -17,6 +17,8 @@ pub mod world;
 
 #[cfg(feature = "runtime")]
 pub mod admin;
+#[cfg(feature = "runtime")]
+pub mod cgi;
 #[cfg(feature = "runtime")]
 pub mod cleanup;
 #[cfg(feature = "runtime")]

@@ -7,15 +7,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use wasmtime::component::Component;
-
 use crate::admin;
 use crate::command;
 use crate::config::Environment;
-use crate::engine;
+use crate::engine::{self, Code};
 use crate::guest::{GuestConfig, Volume};
 use crate::serve::{HttpServer, ServerState};
-use crate::world::World;
+use crate::world::{self, Plan, World};
 
 /// Where the component's code comes from.
 pub enum ComponentCode {
@@ -32,6 +30,8 @@ pub enum ComponentCode {
 /// Everything needed to start a guest, checked before anything runs.
 pub struct Prepared {
     pub world: World,
+    /// How WASMHTTP_MODE says to run it.
+    pub plan: Plan,
     pub code: ComponentCode,
     pub env: Environment,
     /// The guest's arguments, program name first.
@@ -41,11 +41,34 @@ pub struct Prepared {
     pub volumes: Vec<Volume>,
 }
 
-/// Loads the component and runs it: an HTTP handler is served until SIGTERM
-/// or SIGINT (exit code 0); a command runs to completion (its exit code).
+impl Prepared {
+    /// Checks that WASMHTTP_MODE can run a program of `world`.
+    pub fn new(
+        world: World,
+        code: ComponentCode,
+        env: Environment,
+        args: Vec<String>,
+        volumes: Vec<Volume>,
+    ) -> Result<Self> {
+        let plan = world::plan(env.settings.mode, world)?;
+        Ok(Self {
+            world,
+            plan,
+            code,
+            env,
+            args,
+            volumes,
+        })
+    }
+}
+
+/// Loads the program and runs it: an HTTP handler or a CGI program is
+/// served until SIGTERM or SIGINT (exit code 0); a command runs to
+/// completion (its exit code).
 pub async fn run(prepared: Prepared) -> Result<i32> {
     let Prepared {
         world,
+        plan,
         code,
         env,
         args,
@@ -56,7 +79,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     let state = Arc::new(ServerState::default());
     // The admin endpoints come first: /healthz answers (and /readyz says
     // "starting") while a large component is still being compiled.
-    if let (World::HttpHandler, Some(addr)) = (world, settings.admin_listen) {
+    if let (Plan::Proxy | Plan::Cgi, Some(addr)) = (plan, settings.admin_listen) {
         let bound = admin::start(addr, state.clone(), settings.idle_limits()).await?;
         eprintln!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
     }
@@ -66,7 +89,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     })?;
     engine::start_epoch_ticker(&engine);
     let started = Instant::now();
-    let component = load(&engine, code)?;
+    let code = load(&engine, code)?;
     engine::release_freed_memory();
     eprintln!(
         "wasmhttp: {world} loaded in {:.1} ms",
@@ -81,16 +104,17 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         sockets: settings.allow_sockets,
     };
 
-    match world {
-        World::HttpHandler => {
-            let server = HttpServer::bind(&component, guest, &settings, state).await?;
-            eprintln!("wasmhttp: serving HTTP on {}", server.local_addr());
+    match plan {
+        Plan::Proxy | Plan::Cgi => {
+            let server = HttpServer::bind(&code, plan, guest, &settings, state).await?;
+            let what = if plan == Plan::Cgi { " (CGI: one run of the program per request)" } else { "" };
+            eprintln!("wasmhttp: serving HTTP on {}{what}", server.local_addr());
             server.run(&mut stops).await?;
             eprintln!("wasmhttp: stopped");
             Ok(0)
         }
-        World::Command => tokio::select! {
-            code = command::run(&component, &guest) => code,
+        Plan::Command => tokio::select! {
+            code = command::run_once(&code, &guest) => code,
             Some(signal) = stops.recv() => Ok(128 + signal),
         },
     }
@@ -117,7 +141,7 @@ fn usable_volumes(volumes: Vec<Volume>) -> Vec<Volume> {
         .collect()
 }
 
-fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Component> {
+fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Code> {
     match code {
         ComponentCode::Wasm(wasm) => engine::compile(engine, &wasm),
         ComponentCode::Precompiled { artifact, fallback } => {

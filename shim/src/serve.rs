@@ -1,6 +1,7 @@
 //! The HTTP side: a hyper listener (HTTP/1.1 and HTTP/2 with prior knowledge
 //! on one port) that hands every request to a fresh instance of the guest's
-//! `wasi:http/incoming-handler`.
+//! `wasi:http/incoming-handler` (or, with WASMHTTP_MODE=cgi, to a fresh run of
+//! a CGI program: see [`crate::cgi`]).
 //!
 //! One engine and one pre-instantiated component ([`ProxyPre`]) per process;
 //! by default one `Store` and instance per request, so no state leaks between
@@ -29,17 +30,19 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use wasmtime::Store;
-use wasmtime::component::Component;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::cgi::{self, Cgi};
+use crate::command::Command;
 use crate::config::{AccessLog, Settings};
 use crate::connection::{ConnectionUse, TrackedBody, serve_until_idle};
-use crate::engine;
+use crate::engine::{self, Code};
 use crate::guest::{self, GuestConfig, GuestState};
 use crate::metrics::{Metrics, Rejection};
+use crate::world::Plan;
 
 /// What the admin listener reports about the server; shared with it.
 #[derive(Default)]
@@ -58,13 +61,23 @@ impl ServerState {
 }
 
 struct Handler {
-    pre: ProxyPre<GuestState>,
+    app: App,
+    /// The listener's address (CGI's SERVER_PORT).
+    local: SocketAddr,
     guest: GuestConfig,
     settings: Settings,
     /// One permit per request being served (WASMHTTP_MAX_CONCURRENCY).
     slots: Arc<Semaphore>,
     state: Arc<ServerState>,
     warm: Arc<WarmInstances>,
+}
+
+/// What answers requests.
+enum App {
+    /// A `wasi:http/incoming-handler` component.
+    Proxy(ProxyPre<GuestState>),
+    /// A command run once per request (WASMHTTP_MODE=cgi).
+    Cgi(Arc<Cgi>),
 }
 
 /// Instances that answered a request cleanly and may serve another
@@ -128,28 +141,39 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Links the component and binds the listener; both can fail with a
-    /// reason worth showing as the container's start error.
+    /// Links the program (as `plan` says: an HTTP handler, or a CGI
+    /// program) and binds the listener; both can fail with a reason worth
+    /// showing as the container's start error.
     pub async fn bind(
-        component: &Component,
+        code: &Code,
+        plan: Plan,
         guest: GuestConfig,
         settings: &Settings,
         state: Arc<ServerState>,
     ) -> Result<Self> {
-        let linker = guest::linker(component.engine())?;
-        let pre = linker
-            .instantiate_pre(component)
-            .and_then(ProxyPre::new)
-            .map_err(anyhow::Error::from)
-            .context("the component's imports cannot be satisfied by WASI 0.2 and wasi:http")?;
+        let app = match (plan, code) {
+            (Plan::Proxy, Code::Component(component)) => App::Proxy(
+                guest::linker(component.engine())?
+                    .instantiate_pre(component)
+                    .and_then(ProxyPre::new)
+                    .map_err(anyhow::Error::from)
+                    .context(
+                        "the component's imports cannot be satisfied by WASI 0.2 and wasi:http",
+                    )?,
+            ),
+            (Plan::Cgi, code) => App::Cgi(Arc::new(Cgi::new(Command::new(code)?, guest.clone()))),
+            (plan, _) => bail!("{plan:?} is not served over HTTP by this program"),
+        };
         let listen = settings.listen;
         let listener = TcpListener::bind(listen).await.with_context(|| {
             format!("cannot listen on {listen} (set WASMHTTP_LISTEN to choose another address)")
         })?;
+        let local = listener.local_addr()?;
         Ok(Self {
             listener,
             handler: Arc::new(Handler {
-                pre,
+                app,
+                local,
                 guest,
                 settings: settings.clone(),
                 slots: Arc::new(Semaphore::new(settings.max_concurrency)),
@@ -268,7 +292,7 @@ impl Handler {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let version = req.version();
-        let response = self.respond(req).await;
+        let response = self.respond(req, peer).await;
         let status = response.status().as_u16();
         let took = started.elapsed();
         self.state.metrics.responded(status, took);
@@ -278,7 +302,7 @@ impl Handler {
         response
     }
 
-    async fn respond(&self, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    async fn respond(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
         let metrics = &self.state.metrics;
         if let Some(reason) = must_be_refused(&req) {
             metrics.rejected(Rejection::BadRequest);
@@ -320,8 +344,13 @@ impl Handler {
         let _in_flight = metrics.start();
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let answer =
-            tokio::time::timeout(self.settings.request_timeout, self.call_guest(req, permit)).await;
+        let call = async {
+            match &self.app {
+                App::Proxy(pre) => self.call_guest(pre, req, permit).await,
+                App::Cgi(cgi) => self.call_cgi(cgi, req, peer, permit).await,
+            }
+        };
+        let answer = tokio::time::timeout(self.settings.request_timeout, call).await;
         // the epoch deadline and the timer race: either means "too slow"
         let answer = match answer {
             Ok(Err(err)) if err.is::<guest::TimedOut>() => Err(()),
@@ -330,6 +359,33 @@ impl Handler {
         };
         match answer {
             Ok(Ok(response)) => response,
+            Ok(Err(err)) if err.is::<cgi::BadGateway>() => {
+                eprintln!("wasmhttp: {method} {uri}: {err:#}");
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    "502 Bad Gateway: the CGI program gave no usable response; the container log says why\n"
+                        .into(),
+                )
+            }
+            Ok(Err(err)) if err.is::<cgi::Unacceptable>() => {
+                let unacceptable = err.downcast_ref::<cgi::Unacceptable>().expect("checked");
+                match unacceptable {
+                    cgi::Unacceptable::BodyTooLarge => {
+                        metrics.rejected(Rejection::BodyTooLarge);
+                        plain(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!(
+                                "413 Payload Too Large: the body exceeds WASMHTTP_MAX_BODY={} bytes\n",
+                                self.settings.max_body
+                            ),
+                        )
+                    }
+                    cgi::Unacceptable::BadRequest(reason) => {
+                        metrics.rejected(Rejection::BadRequest);
+                        plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {reason}\n"))
+                    }
+                }
+            }
             Ok(Err(err)) => {
                 eprintln!("wasmhttp: {method} {uri}: {err:#}");
                 plain(
@@ -352,8 +408,74 @@ impl Handler {
         }
     }
 
+    /// Runs the CGI program for `req`; see [`crate::cgi`].
+    async fn call_cgi(
+        &self,
+        cgi: &Arc<Cgi>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<Response<HyperOutgoingBody>> {
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let started = Instant::now();
+        let answer = cgi
+            .respond(
+                req,
+                peer,
+                self.local,
+                self.settings.max_body,
+                self.settings.request_timeout,
+                permit,
+            )
+            .await;
+        let metrics = &self.state.metrics;
+        let (response, outcome, run) = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                if err.is::<guest::TimedOut>() {
+                    // answered 504 by the caller
+                } else if !err.is::<cgi::BadGateway>() && !err.is::<cgi::Unacceptable>() {
+                    metrics.traps.fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(err);
+            }
+        };
+        metrics.instantiation.observe(started.elapsed());
+        let state = self.state.clone();
+        // The head is sent; how the program ends can only cut the body (a
+        // trap, the timeout) or be noted (a non-zero exit after a response).
+        tokio::spawn(async move {
+            match run.join().await {
+                Ok(0) => {}
+                Ok(code) => eprintln!(
+                    "wasmhttp: {method} {uri}: the CGI program exited with status {code} after its response"
+                ),
+                Err(err) => {
+                    if err.is::<guest::TimedOut>() {
+                        state.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        state.metrics.traps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    eprintln!(
+                        "wasmhttp: {method} {uri}: the CGI program failed while writing the response body, which was cut: {err:#}"
+                    );
+                }
+            }
+        });
+        Ok(response.map(|body| {
+            GuestBody {
+                body,
+                outcome: Some(outcome),
+                // stdout ends when the program does: its outcome is moments away
+                wait_for_outcome: true,
+            }
+            .boxed_unsync()
+        }))
+    }
+
     async fn call_guest(
         &self,
+        pre: &ProxyPre<GuestState>,
         req: Request<Incoming>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Response<HyperOutgoingBody>> {
@@ -367,7 +489,7 @@ impl Handler {
         let warm = if reuse > 1 { self.warm.take() } else { None };
         let (mut store, warm_proxy, served) = match warm {
             Some(warm) => (warm.store, Some(warm.proxy), warm.served),
-            None => (guest::new_store(self.pre.engine(), &self.guest)?, None, 0),
+            None => (guest::new_store(pre.engine(), &self.guest)?, None, 0),
         };
         // Stops a guest that computes past the request timeout (an infinite
         // loop never yields to the timer above).
@@ -392,7 +514,7 @@ impl Handler {
             .http()
             .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
-        let pre = self.pre.clone();
+        let pre = pre.clone();
         let state = self.state.clone();
         let warm = self.warm.clone();
         let (finished, outcome) = tokio::sync::oneshot::channel::<bool>();
@@ -486,6 +608,7 @@ impl Handler {
                     GuestBody {
                         body,
                         outcome: Some(outcome),
+                        wait_for_outcome: false,
                     }
                     .boxed_unsync()
                 }))
@@ -511,8 +634,11 @@ struct GuestBody {
     body: HyperOutgoingBody,
     /// Whether the guest's handler returned without failing; sent before
     /// the body's writer is dropped. Still pending at the end of the body
-    /// means the guest finished the body and runs on (not a failure).
+    /// means the guest finished the body and runs on (not a failure)...
     outcome: Option<tokio::sync::oneshot::Receiver<bool>>,
+    /// ...unless the body's end means the guest has ended (a CGI program's
+    /// stdout), and the outcome is awaited.
+    wait_for_outcome: bool,
 }
 
 impl hyper::body::Body for GuestBody {
@@ -523,15 +649,25 @@ impl hyper::body::Body for GuestBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::future::Future;
         use std::task::Poll;
         match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(None) => {
-                let failed = self.outcome.take().is_some_and(|mut outcome| {
-                    matches!(
-                        outcome.try_recv(),
-                        Ok(false) | Err(tokio::sync::oneshot::error::TryRecvError::Closed)
-                    )
-                });
+                let wait = self.wait_for_outcome;
+                let ended = match self.outcome.as_mut() {
+                    None => None,
+                    Some(outcome) if wait => match std::pin::Pin::new(outcome).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(ended) => Some(ended.unwrap_or(false)),
+                    },
+                    Some(outcome) => match outcome.try_recv() {
+                        Ok(ended) => Some(ended),
+                        Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Some(false),
+                        Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+                    },
+                };
+                self.outcome = None;
+                let failed = ended == Some(false);
                 if failed {
                     Poll::Ready(Some(Err(ErrorCode::InternalError(Some(
                         "the guest failed before finishing the body".into(),

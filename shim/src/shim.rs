@@ -163,13 +163,7 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
             (world, ComponentCode::Wasm(wasm))
         }
     };
-    Ok(Prepared {
-        world,
-        code,
-        env,
-        args,
-        volumes: volumes_of(ctx.spec()),
-    })
+    Prepared::new(world, code, env, args, volumes_of(ctx.spec()))
 }
 
 /// The container's volumes: the spec's mounts minus the ones every Linux

@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use wasmparser::{Parser, Payload};
+use wasmparser::{ExternalKind, Parser, Payload};
+
+use crate::config::Mode;
 
 /// The export that makes a component an HTTP handler (any 0.2.x).
 pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
@@ -17,6 +19,9 @@ pub enum World {
     HttpHandler,
     /// Exports `wasi:cli/run` (and no handler): run once, its exit code is the container's.
     Command,
+    /// A core module exporting `_start`: a WASI preview 1 command, run once or
+    /// as a CGI program (WASMHTTP_MODE).
+    Wasip1Command,
 }
 
 impl fmt::Display for World {
@@ -24,16 +29,19 @@ impl fmt::Display for World {
         f.write_str(match self {
             World::HttpHandler => "wasi:http/incoming-handler component",
             World::Command => "wasi:cli/run command component",
+            World::Wasip1Command => "WASI preview 1 command module",
         })
     }
 }
 
 const EXPECTED: &str = "a WebAssembly component that exports wasi:http/incoming-handler@0.2.x \
-                        (served over HTTP) or wasi:cli/run@0.2.x (run as a command)";
+                        (served over HTTP) or wasi:cli/run@0.2.x (run as a command), or a WASI \
+                        preview 1 module exporting _start (run with WASMHTTP_MODE=cgi or command)";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotRunnable {
     NotWasm { starts_with: String },
+    /// A core module without a `_start` to run.
     CoreModule,
     OtherWorld { exports: Vec<String> },
     Malformed { reason: String },
@@ -50,7 +58,7 @@ impl fmt::Display for NotRunnable {
             }
             NotRunnable::CoreModule => write!(
                 f,
-                "found a core WebAssembly module (WASI preview 1 style), not a component; expected {EXPECTED}"
+                "found a core WebAssembly module that exports no _start function (a library, not a program); expected {EXPECTED}"
             ),
             NotRunnable::OtherWorld { exports } if exports.is_empty() => {
                 write!(f, "found a component with no exports; expected {EXPECTED}")
@@ -79,7 +87,7 @@ impl std::error::Error for NotRunnable {}
 pub fn detect(bytes: &[u8]) -> Result<World, NotRunnable> {
     if !Parser::is_component(bytes) {
         if Parser::is_core_wasm(bytes) {
-            return Err(NotRunnable::CoreModule);
+            return detect_core_module(bytes);
         }
         return Err(NotRunnable::NotWasm {
             starts_with: describe_start(bytes),
@@ -111,6 +119,79 @@ pub fn detect(bytes: &[u8]) -> Result<World, NotRunnable> {
         Ok(World::Command)
     } else {
         Err(NotRunnable::OtherWorld { exports })
+    }
+}
+
+/// A core module is a WASI command when it exports a `_start` function.
+fn detect_core_module(bytes: &[u8]) -> Result<World, NotRunnable> {
+    let malformed = |e: wasmparser::BinaryReaderError| NotRunnable::Malformed {
+        reason: e.to_string(),
+    };
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::ExportSection(section) = payload.map_err(malformed)? {
+            for export in section {
+                let export = export.map_err(malformed)?;
+                if export.name == "_start" && export.kind == ExternalKind::Func {
+                    return Ok(World::Wasip1Command);
+                }
+            }
+        }
+    }
+    Err(NotRunnable::CoreModule)
+}
+
+/// How a program is run: decided by WASMHTTP_MODE and what the program is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Serve the component's HTTP handler.
+    Proxy,
+    /// Run the command once; its exit code is the container's.
+    Command,
+    /// Serve HTTP, running the command once per request as a CGI program.
+    Cgi,
+}
+
+/// A program the mode cannot run, with what would run it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrongMode {
+    pub mode: Mode,
+    pub world: World,
+}
+
+impl fmt::Display for WrongMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { mode, world } = self;
+        match (mode, world) {
+            (Mode::Auto, World::Wasip1Command) => write!(
+                f,
+                "found a core WebAssembly module (a WASI preview 1 command), not a component; \
+                 wasmhttp runs it as a CGI program with WASMHTTP_MODE=cgi (or once with \
+                 WASMHTTP_MODE=command)"
+            ),
+            (_, World::HttpHandler) => write!(
+                f,
+                "WASMHTTP_MODE={mode} runs commands, but found a {world}; serve it with \
+                 WASMHTTP_MODE=proxy or auto"
+            ),
+            _ => write!(
+                f,
+                "WASMHTTP_MODE={mode} serves wasi:http/incoming-handler components, but found a \
+                 {world}; run it with WASMHTTP_MODE=cgi (per request) or command (once)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WrongMode {}
+
+/// What WASMHTTP_MODE makes of a program of this world.
+pub fn plan(mode: Mode, world: World) -> Result<Plan, WrongMode> {
+    match (mode, world) {
+        (Mode::Auto | Mode::Proxy, World::HttpHandler) => Ok(Plan::Proxy),
+        (Mode::Auto | Mode::Command, World::Command) => Ok(Plan::Command),
+        (Mode::Command, World::Wasip1Command) => Ok(Plan::Command),
+        (Mode::Cgi, World::Command | World::Wasip1Command) => Ok(Plan::Cgi),
+        _ => Err(WrongMode { mode, world }),
     }
 }
 
@@ -147,11 +228,34 @@ mod tests {
     }
 
     #[test]
-    fn core_modules_are_named_as_such() {
-        let err = detect(&fixture("core-module")).unwrap_err();
+    fn core_modules_are_commands_when_they_export_start() {
+        assert_eq!(detect(&fixture("core-module")), Ok(World::Wasip1Command));
+        let err = detect(&fixture("library-module")).unwrap_err();
         assert_eq!(err, NotRunnable::CoreModule);
-        assert!(err.to_string().contains("core WebAssembly module"));
-        assert!(err.to_string().contains("wasi:http/incoming-handler"));
+        assert!(err.to_string().contains("no _start"), "{err}");
+        assert!(err.to_string().contains("wasi:http/incoming-handler"), "{err}");
+    }
+
+    #[test]
+    fn the_mode_decides_how_a_world_runs() {
+        use World::*;
+        assert_eq!(plan(Mode::Auto, HttpHandler), Ok(Plan::Proxy));
+        assert_eq!(plan(Mode::Auto, Command), Ok(Plan::Command));
+        assert_eq!(plan(Mode::Proxy, HttpHandler), Ok(Plan::Proxy));
+        assert_eq!(plan(Mode::Command, Command), Ok(Plan::Command));
+        assert_eq!(plan(Mode::Command, Wasip1Command), Ok(Plan::Command));
+        assert_eq!(plan(Mode::Cgi, Command), Ok(Plan::Cgi));
+        assert_eq!(plan(Mode::Cgi, Wasip1Command), Ok(Plan::Cgi));
+        // a preview 1 module is never guessed to be a CGI program
+        let err = plan(Mode::Auto, Wasip1Command).unwrap_err().to_string();
+        assert!(err.contains("core WebAssembly module"), "{err}");
+        assert!(err.contains("WASMHTTP_MODE=cgi"), "{err}");
+        let err = plan(Mode::Cgi, HttpHandler).unwrap_err().to_string();
+        assert!(err.contains("WASMHTTP_MODE=proxy"), "{err}");
+        let err = plan(Mode::Proxy, Command).unwrap_err().to_string();
+        assert!(err.contains("WASMHTTP_MODE=cgi"), "{err}");
+        assert!(plan(Mode::Proxy, Wasip1Command).is_err());
+        assert!(plan(Mode::Command, HttpHandler).is_err());
     }
 
     #[test]

@@ -94,6 +94,10 @@ const CASES: &[harness::Case<Suite>] = &[
         "a_killed_shim_is_reported_and_cleaned_up",
         a_killed_shim_is_reported_and_cleaned_up,
     ),
+    (
+        "cgi_programs_answer_requests_in_both_forms",
+        cgi_programs_answer_requests_in_both_forms,
+    ),
 ];
 
 fn main() {
@@ -517,7 +521,7 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
             b"this is a text file, not wasm\n",
             "not WebAssembly",
         ),
-        ("core", &core, "core WebAssembly module"),
+        ("core", &core, "WASMHTTP_MODE=cgi"),
         ("other", &other, "exports wasmhttp:fixtures/unrelated"),
         (
             "truncated",
@@ -1088,4 +1092,78 @@ fn parent_pid(pid: u32) -> u32 {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0)
+}
+
+/// WASMHTTP_MODE=cgi in a container: the C program of tests/fixtures/c/cgi.c
+/// as a preview 1 module and as a component, each in a `wasmhttp image`,
+/// with a read-only bind mount for its files.
+fn cgi_programs_answer_requests_in_both_forms(s: &Suite) {
+    let data = s.work.join("cgi-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("greeting.txt"), "hello from a bind mount\n").unwrap();
+    let mount = format!("type=bind,src={},dst=/data,options=rbind:ro", data.display());
+    for form in ["cgi", "cgi-component"] {
+        let image = s.import_fixture(form);
+        let (addr, listen) = loopback();
+        let id = format!("{form}-1");
+        let mut task = s.containerd.run(
+            &id,
+            &image,
+            &[
+                ("WASMHTTP_MODE", "cgi"),
+                ("WASMHTTP_LISTEN", &listen),
+                ("GREETING", "hello from the pod"),
+            ],
+            &["--mount", &mount],
+            &[],
+        );
+        serving(addr, &mut task);
+        let echo = http::request(addr, "PUT", "/items/7?x=1", &[("x-test", "yes")], b"payload")
+            .unwrap();
+        let text = echo.text();
+        assert_eq!(echo.status, 201, "{form}: {text}\n{}", task.output());
+        assert_eq!(echo.header("x-cgi-program"), Some("wasmhttp-test"));
+        for expected in [
+            "REQUEST_METHOD=PUT",
+            "PATH_INFO=/items/7",
+            "QUERY_STRING=x=1",
+            "HTTP_X_TEST=yes",
+            "CONTENT_LENGTH=7",
+            "GREETING=hello from the pod",
+            "body=payload",
+        ] {
+            assert!(text.lines().any(|l| l == expected), "{form}: {expected} not in\n{text}");
+        }
+        let env = http::get(addr, "/env").unwrap().text();
+        assert!(!env.contains("WASMHTTP_"), "{form}: the shim's settings leaked: {env}");
+        let file = http::get(addr, "/file?name=greeting.txt").unwrap();
+        assert_eq!(
+            (file.status, file.text().as_str()),
+            (200, "hello from a bind mount\n"),
+            "{form}"
+        );
+        assert_eq!(http::get(addr, "/write").unwrap().text(), "refused\n");
+        assert_eq!(http::get(addr, "/malformed").unwrap().status, 502);
+        assert_eq!(http::get(addr, "/trap").unwrap().status, 500);
+        assert_eq!(http::get(addr, "/exit").unwrap().status, 502);
+        assert_eq!(http::get(addr, "/").unwrap().status, 201, "{form}: still serving");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // the program's stderr and the shim's reasons are the container log
+        for logged in [
+            "cgi fixture: PUT /items/7",
+            "is not a header",
+            "the program trapped",
+            "exited with status 3",
+        ] {
+            while !task.stderr().contains(logged) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{form}: {logged:?} not in the container log\n{}",
+                    task.output()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        s.stop(&mut task);
+    }
 }

@@ -496,7 +496,7 @@ fn unrunnable_input_and_bad_settings_are_explained() {
     fails_with(
         &["serve", core.to_str().unwrap()],
         &[],
-        &["core WebAssembly module", "wasi:http/incoming-handler"],
+        &["core WebAssembly module", "WASMHTTP_MODE=cgi"],
     );
     fails_with(
         &["serve", other.to_str().unwrap()],
@@ -533,17 +533,18 @@ fn unrunnable_input_and_bad_settings_are_explained() {
         &[],
         &["settings, not guest variables"],
     );
+    let library = fixture(&dir, "library-module");
     fails_with(
         &[
             "image",
-            core.to_str().unwrap(),
+            library.to_str().unwrap(),
             "--name",
             "x",
             "-o",
             "/dev/null",
         ],
         &[],
-        &["core WebAssembly module"],
+        &["core WebAssembly module", "no _start"],
     );
 }
 

@@ -134,13 +134,8 @@ fn serve(
         world::detect(&wasm).with_context(|| format!("{} is not runnable", component.display()))?;
     let mut args = vec![component.display().to_string()];
     args.extend(guest_args);
-    let prepared = Prepared {
-        world,
-        code: ComponentCode::Wasm(wasm),
-        env,
-        args,
-        volumes,
-    };
+    let prepared = Prepared::new(world, ComponentCode::Wasm(wasm), env, args, volumes)
+        .with_context(|| format!("{} cannot run", component.display()))?;
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(runner::run(prepared))
