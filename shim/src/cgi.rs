@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf, ReadHalf, SimplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream, ReadBuf};
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
@@ -109,7 +109,9 @@ impl Cgi {
             .map_err(|reason| anyhow::Error::new(Unacceptable::BadRequest(reason)))?;
         let env = with_container_env(env, &self.guest.env);
 
-        let (mut stdout, writer) = tokio::io::simplex(STDOUT_BUFFER);
+        // a duplex pipe, not a simplex one: dropping the writer (the program's
+        // store) must end the reader, and only a duplex end does that
+        let (mut stdout, writer) = tokio::io::duplex(STDOUT_BUFFER);
         let mut wasi = guest::wasi_builder(&self.guest, &env)?;
         wasi.stdin(MemoryInputPipe::new(body))
             .stdout(AsyncStdoutStream::new(STDOUT_BUFFER, writer));
@@ -117,7 +119,10 @@ impl Cgi {
         let cgi = self.clone();
         let run = RunHandle(Some(tokio::spawn(async move {
             let ran = cgi.command.run(wasi, &cgi.guest, Some(timeout)).await;
-            // the store, and with it the program's stdout, is gone by now
+            // The store, and with it the program's stdout, is gone by now.
+            // The permit goes before the outcome is told: the response ends
+            // only then, and a client that sends its next request at once
+            // must find the slot free.
             drop(permit);
             let _ = finished.send(ran.is_ok());
             ran
@@ -166,8 +171,8 @@ impl Cgi {
     }
 }
 
-/// The running program: aborted (store, memory and concurrency slot freed)
-/// when dropped before it ends, as when the client goes away.
+/// The running program: stopped, its store and concurrency permit freed,
+/// when dropped before it ends (the client went away).
 pub struct RunHandle(Option<tokio::task::JoinHandle<Result<i32>>>);
 
 impl RunHandle {
@@ -218,16 +223,25 @@ pub fn meta_variables(
     };
     let mut env = vec![
         ("GATEWAY_INTERFACE".to_string(), "CGI/1.1".to_string()),
-        ("SERVER_SOFTWARE".into(), format!("wasmhttp/{}", env!("CARGO_PKG_VERSION"))),
+        (
+            "SERVER_SOFTWARE".into(),
+            format!("wasmhttp/{}", env!("CARGO_PKG_VERSION")),
+        ),
         ("SERVER_NAME".into(), host),
         ("SERVER_PORT".into(), local.port().to_string()),
         ("SERVER_PROTOCOL".into(), protocol.into()),
         ("REQUEST_SCHEME".into(), "http".into()),
         ("REQUEST_METHOD".into(), parts.method.as_str().into()),
-        ("REQUEST_URI".into(), uri.path_and_query().map_or("/", |pq| pq.as_str()).into()),
+        (
+            "REQUEST_URI".into(),
+            uri.path_and_query().map_or("/", |pq| pq.as_str()).into(),
+        ),
         ("SCRIPT_NAME".into(), String::new()),
         ("PATH_INFO".into(), path),
-        ("QUERY_STRING".into(), uri.query().unwrap_or_default().into()),
+        (
+            "QUERY_STRING".into(),
+            uri.query().unwrap_or_default().into(),
+        ),
         ("REMOTE_ADDR".into(), peer.ip().to_canonical().to_string()),
         ("REMOTE_PORT".into(), peer.port().to_string()),
     ];
@@ -249,7 +263,11 @@ pub fn meta_variables(
         {
             continue;
         }
-        let separator = if name == hyper::header::COOKIE { "; " } else { ", " };
+        let separator = if name == hyper::header::COOKIE {
+            "; "
+        } else {
+            ", "
+        };
         let value = parts
             .headers
             .get_all(name)
@@ -357,7 +375,10 @@ async fn read_head<R: AsyncRead + Unpin>(stdout: &mut R) -> Result<(Vec<u8>, Vec
 /// `\r\n\r\n`, or a mix). `from` is how far an earlier call looked.
 fn head_end(read: &[u8], from: usize) -> Option<usize> {
     // a line may have started before `from`: look back to its start
-    let mut line_start = read[..from].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut line_start = read[..from]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
     for (i, byte) in read.iter().enumerate().skip(line_start) {
         if *byte == b'\n' {
             let line = &read[line_start..i];
@@ -394,13 +415,19 @@ pub fn parse_head(head: &[u8]) -> Result<(StatusCode, HeaderMap), String> {
             break;
         }
         fields += 1;
+        if line.first().is_some_and(|b| b.is_ascii_whitespace()) {
+            return Err(format!(
+                "the line {:?} continues a header; CGI does not allow that",
+                preview(line)
+            ));
+        }
         let Some(colon) = line.iter().position(|b| *b == b':') else {
-            return Err(format!("the line {:?} is not a header (NAME: value)", preview(line)));
+            return Err(format!(
+                "the line {:?} is not a header (NAME: value)",
+                preview(line)
+            ));
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.first().is_some_and(|b| b.is_ascii_whitespace()) {
-            return Err(format!("the line {:?} continues a header; CGI does not allow that", preview(line)));
-        }
         let name = HeaderName::from_bytes(name)
             .map_err(|_| format!("{:?} is not a valid header name", preview(name)))?;
         let value = HeaderValue::from_bytes(value)
@@ -423,7 +450,12 @@ pub fn parse_head(head: &[u8]) -> Result<(StatusCode, HeaderMap), String> {
                 headers.append(name, value);
             }
             "content-length" => {
-                if value.to_str().ok().and_then(|v| v.parse::<u64>().ok()).is_none() {
+                if value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_none()
+                {
                     return Err(format!("Content-Length: {value:?} is not a number"));
                 }
                 headers.insert(name, value);
@@ -437,7 +469,11 @@ pub fn parse_head(head: &[u8]) -> Result<(StatusCode, HeaderMap), String> {
     if fields == 0 {
         return Err("no header lines before the blank line (at least Content-Type, Location or Status is needed)".into());
     }
-    let status = status.unwrap_or(if location { StatusCode::FOUND } else { StatusCode::OK });
+    let status = status.unwrap_or(if location {
+        StatusCode::FOUND
+    } else {
+        StatusCode::OK
+    });
     Ok((status, headers))
 }
 
@@ -454,7 +490,7 @@ fn preview(bytes: &[u8]) -> String {
 /// The program's stdout after its header lines, as a response body.
 struct StdoutBody {
     first: Option<Bytes>,
-    stdout: Option<ReadHalf<SimplexStream>>,
+    stdout: Option<DuplexStream>,
 }
 
 impl Body for StdoutBody {
@@ -561,7 +597,10 @@ mod tests {
         let peer = "127.0.0.1:1".parse().unwrap();
         let local = "127.0.0.1:2".parse().unwrap();
         for bad in ["/a%00b", "/%ff", "/%zz"] {
-            assert!(meta_variables(&request(bad, &[]), 0, peer, local).is_err(), "{bad}");
+            assert!(
+                meta_variables(&request(bad, &[]), 0, peer, local).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -569,7 +608,10 @@ mod tests {
     fn container_env_never_overrides_the_request() {
         let env = with_container_env(
             vec![("CONTENT_LENGTH".into(), "3".into())],
-            &[("CONTENT_LENGTH".into(), "999".into()), ("GREETING".into(), "hi".into())],
+            &[
+                ("CONTENT_LENGTH".into(), "999".into()),
+                ("GREETING".into(), "hi".into()),
+            ],
         );
         assert_eq!(
             env,
@@ -607,11 +649,16 @@ mod tests {
         let (status, _) = parse_head(b"Location: /x\nStatus: 301 Moved\n").unwrap();
         assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
 
-        let (status, headers) =
-            parse_head(b"Content-Type: text/plain\nTransfer-Encoding: chunked\nConnection: close\n")
-                .unwrap();
+        let (status, headers) = parse_head(
+            b"Content-Type: text/plain\nTransfer-Encoding: chunked\nConnection: close\n",
+        )
+        .unwrap();
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(headers.len(), 1, "hop-by-hop headers are hyper's: {headers:?}");
+        assert_eq!(
+            headers.len(),
+            1,
+            "hop-by-hop headers are hyper's: {headers:?}"
+        );
     }
 
     #[test]

@@ -207,7 +207,9 @@ pub fn load_precompiled(engine: &Engine, artifact: &[u8]) -> Result<Code> {
     // SAFETY (both): the artifact comes from our own precompile cache (the
     // containerd content store, written by this shim), see the function's contract.
     match Engine::detect_precompiled(artifact) {
-        Some(Precompiled::Module) => unsafe { Module::deserialize(engine, artifact) }.map(Code::Module),
+        Some(Precompiled::Module) => {
+            unsafe { Module::deserialize(engine, artifact) }.map(Code::Module)
+        }
         _ => unsafe { Component::deserialize(engine, artifact) }.map(Code::Component),
     }
     .map_err(anyhow::Error::from)

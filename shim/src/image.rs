@@ -302,6 +302,19 @@ mod tests {
         files
     }
 
+    /// The config blob of a one-image archive.
+    fn image_config(archive: &[u8]) -> serde_json::Value {
+        let files = read_archive(archive);
+        let blob = |digest: &str| {
+            &files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))]
+        };
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(blob(index["manifests"][0]["digest"].as_str().unwrap()))
+                .unwrap();
+        serde_json::from_slice(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()
+    }
+
     #[test]
     fn image_layout_is_wasm_config_with_one_tar_layer() {
         let wasm = wasmhttp_fixtures::build("hello").unwrap();
@@ -370,8 +383,22 @@ mod tests {
 
     #[test]
     fn unrunnable_components_are_refused() {
-        let core = wasmhttp_fixtures::build("core-module").unwrap();
-        let err = write_image(&core, "x", Vec::new()).unwrap_err();
+        let library = wasmhttp_fixtures::build("library-module").unwrap();
+        let err = write_image(&library, "x", Vec::new()).unwrap_err();
         assert!(err.to_string().contains("core WebAssembly module"), "{err}");
+    }
+
+    #[test]
+    fn preview_1_programs_are_labelled_as_such() {
+        let cgi = wasmhttp_fixtures::build("cgi").unwrap();
+        let mut out = Vec::new();
+        let summary = write_image(&cgi, "cgi", &mut out).unwrap();
+        assert_eq!(summary.world, World::Wasip1Command);
+        let config = image_config(&out);
+        assert_eq!(config["os"], "wasip1");
+        assert_eq!(
+            config["config"]["Labels"]["io.wasmhttp.world"],
+            "wasi_snapshot_preview1/command"
+        );
     }
 }

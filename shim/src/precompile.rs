@@ -325,10 +325,12 @@ mod tests {
         let hello = wasmhttp_fixtures::build("hello").unwrap();
         let command = wasmhttp_fixtures::build("command").unwrap();
         let core = wasmhttp_fixtures::build("core-module").unwrap();
+        let library = wasmhttp_fixtures::build("library-module").unwrap();
         let layer = tar_with(&[
             ("./app/hello.wasm", &hello),
             ("bin/tool.wasm", &command),
             ("core.wasm", &core),
+            ("lib.wasm", &library),
             ("README", b"not wasm at all"),
         ]);
         let found = components_in_layer("application/vnd.oci.image.layer.v1.tar", &layer).unwrap();
@@ -340,7 +342,9 @@ mod tests {
             summary,
             vec![
                 ("/app/hello.wasm".into(), World::HttpHandler),
-                ("/bin/tool.wasm".into(), World::Command)
+                ("/bin/tool.wasm".into(), World::Command),
+                // a preview 1 program: precompiled too, for WASMHTTP_MODE=cgi
+                ("/core.wasm".into(), World::Wasip1Command),
             ]
         );
 
@@ -349,7 +353,7 @@ mod tests {
         let gz = gz.finish().unwrap();
         let found =
             components_in_layer("application/vnd.oci.image.layer.v1.tar+gzip", &gz).unwrap();
-        assert_eq!(found.len(), 2);
+        assert_eq!(found.len(), 3);
     }
 
     #[test]
@@ -377,7 +381,23 @@ mod tests {
         assert_eq!(bundle.cache_key, engine::cache_key(&engine));
         assert_eq!(bundle.entries[0].path.as_deref(), Some("/component.wasm"));
         assert_eq!(bundle.entries[0].source_sha256, sha256_hex(&hello));
-        engine::load_precompiled(&engine, &bundle.entries[0].artifact).unwrap();
+        assert!(matches!(
+            engine::load_precompiled(&engine, &bundle.entries[0].artifact).unwrap(),
+            engine::Code::Component(_)
+        ));
+
+        // a preview 1 module becomes a module artifact, and loads as one
+        let cgi = wasmhttp_fixtures::build("cgi").unwrap();
+        let layer = tar_with(&[("cgi.wasm", &cgi)]);
+        let bytes = precompile_layer(&engine, TAR_LAYERS[0], &layer)
+            .unwrap()
+            .unwrap();
+        let bundle = Bundle::decode(&bytes).unwrap();
+        assert_eq!(bundle.entries[0].world, World::Wasip1Command);
+        assert!(matches!(
+            engine::load_precompiled(&engine, &bundle.entries[0].artifact).unwrap(),
+            engine::Code::Module(_)
+        ));
         let empty = tar_with(&[("etc/passwd", b"root:x:0:0")]);
         assert_eq!(
             precompile_layer(&engine, TAR_LAYERS[0], &empty).unwrap(),

@@ -4,9 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
 use crate::admin;
 use crate::command;
 use crate::config::Environment;
@@ -14,6 +11,9 @@ use crate::engine::{self, Code};
 use crate::guest::{GuestConfig, Volume};
 use crate::serve::{HttpServer, ServerState};
 use crate::world::{self, Plan, World};
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
 /// Where the component's code comes from.
 pub enum ComponentCode {
@@ -107,7 +107,11 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     match plan {
         Plan::Proxy | Plan::Cgi => {
             let server = HttpServer::bind(&code, plan, guest, &settings, state).await?;
-            let what = if plan == Plan::Cgi { " (CGI: one run of the program per request)" } else { "" };
+            let what = if plan == Plan::Cgi {
+                " (CGI: one run of the program per request)"
+            } else {
+                ""
+            };
             eprintln!("wasmhttp: serving HTTP on {}{what}", server.local_addr());
             server.run(&mut stops).await?;
             eprintln!("wasmhttp: stopped");

@@ -279,6 +279,9 @@ impl HttpServer {
     }
 }
 
+/// How long after its deadline a CGI request is answered 504 regardless.
+const CGI_BACKSTOP: Duration = Duration::from_secs(1);
+
 /// Request line plus headers, per request (hyper answers 431 beyond it).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -302,7 +305,11 @@ impl Handler {
         response
     }
 
-    async fn respond(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<HyperOutgoingBody> {
+    async fn respond(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
         let metrics = &self.state.metrics;
         if let Some(reason) = must_be_refused(&req) {
             metrics.rejected(Rejection::BadRequest);
@@ -350,7 +357,7 @@ impl Handler {
                 App::Cgi(cgi) => self.call_cgi(cgi, req, peer, permit).await,
             }
         };
-        let answer = tokio::time::timeout(self.settings.request_timeout, call).await;
+        let answer = tokio::time::timeout(self.outer_timeout(), call).await;
         // the epoch deadline and the timer race: either means "too slow"
         let answer = match answer {
             Ok(Err(err)) if err.is::<guest::TimedOut>() => Err(()),
@@ -382,7 +389,10 @@ impl Handler {
                     }
                     cgi::Unacceptable::BadRequest(reason) => {
                         metrics.rejected(Rejection::BadRequest);
-                        plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {reason}\n"))
+                        plain(
+                            StatusCode::BAD_REQUEST,
+                            format!("400 Bad Request: {reason}\n"),
+                        )
                     }
                 }
             }
@@ -405,6 +415,17 @@ impl Handler {
                     "504 Gateway Timeout: the WebAssembly handler did not answer in time\n".into(),
                 )
             }
+        }
+    }
+
+    /// The timer around a whole request. A CGI program is stopped by its own
+    /// deadline (WASMHTTP_REQUEST_TIMEOUT) and the 504 waits until it is
+    /// gone, so its concurrency slot is free when the client hears back;
+    /// this timer is only the backstop there.
+    fn outer_timeout(&self) -> Duration {
+        match self.app {
+            App::Proxy(_) => self.settings.request_timeout,
+            App::Cgi(_) => self.settings.request_timeout + CGI_BACKSTOP,
         }
     }
 

@@ -40,11 +40,17 @@ const EXPECTED: &str = "a WebAssembly component that exports wasi:http/incoming-
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotRunnable {
-    NotWasm { starts_with: String },
+    NotWasm {
+        starts_with: String,
+    },
     /// A core module without a `_start` to run.
     CoreModule,
-    OtherWorld { exports: Vec<String> },
-    Malformed { reason: String },
+    OtherWorld {
+        exports: Vec<String>,
+    },
+    Malformed {
+        reason: String,
+    },
 }
 
 impl fmt::Display for NotRunnable {
@@ -233,7 +239,10 @@ mod tests {
         let err = detect(&fixture("library-module")).unwrap_err();
         assert_eq!(err, NotRunnable::CoreModule);
         assert!(err.to_string().contains("no _start"), "{err}");
-        assert!(err.to_string().contains("wasi:http/incoming-handler"), "{err}");
+        assert!(
+            err.to_string().contains("wasi:http/incoming-handler"),
+            "{err}"
+        );
     }
 
     #[test]
