@@ -85,11 +85,8 @@ impl Compiler for Precompiler {
                 .collect::<Vec<_>>()
         })
         .await
-        .map(|compiled| {
-            // the shim process lives as long as the pod: don't keep Cranelift's heap
-            engine::release_freed_memory();
-            compiled
-        })
+        // the shim process lives as long as the pod: don't keep Cranelift's heap
+        .inspect(|_| engine::release_freed_memory())
         .context("the precompile task panicked")
     }
 }
