@@ -15,20 +15,6 @@ const CGI: (&str, &str) = ("WASMHTTP_MODE", "cgi");
 /// Both forms of the program: a preview 1 module and a preview 2 component.
 const FORMS: [&str; 2] = ["cgi", "cgi-component"];
 
-/// Waits (a little: the line is written before the response) for `text`
-/// in the server's log.
-fn wait_for_log(served: &support::served::Served, text: &str, context: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !served.log().contains(text) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{context}: {text:?} not in the log:\n{}",
-            served.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn line<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
@@ -199,7 +185,7 @@ fn bad_output_exits_and_traps_are_5xx_and_serving_goes_on() {
                 "{form} {path}: {}",
                 response.text()
             );
-            wait_for_log(&served, logged, &format!("{form} {path}"));
+            served.wait_for_log(logged, &format!("{form} {path}"));
             assert_eq!(
                 http::get(addr, "/echo").unwrap().status,
                 201,
@@ -369,5 +355,5 @@ fn the_c_example_greets_through_its_form() {
     let request = http::get(served.addr, "/request?q=1").unwrap().text();
     assert!(request.contains("QUERY_STRING=q=1"), "{request}");
     assert_eq!(http::get(served.addr, "/nope").unwrap().status, 404);
-    wait_for_log(&served, "cgi-c: no page at /nope", "cgi-c");
+    served.wait_for_log("cgi-c: no page at /nope", "cgi-c");
 }

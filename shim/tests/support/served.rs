@@ -91,6 +91,21 @@ impl Served {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Waits (5 s at most) for `text` in the log: lines about a body cut
+    /// short come from the task that watched the guest, a moment after the
+    /// client saw the cut.
+    pub fn wait_for_log(&self, text: &str, context: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "{context}: {text:?} not in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn terminate(self) -> ExitStatus {
         nix_kill(self.child.id(), 15);
         self.terminate_wait()
