@@ -472,26 +472,15 @@ impl Handler {
                     "wasmhttp: {method} {uri}: the CGI program exited with status {code} after its response"
                 ),
                 Err(err) => {
-                    if err.is::<guest::TimedOut>() {
-                        state.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
-                    } else {
+                    if !err.is::<guest::TimedOut>() {
                         state.metrics.traps.fetch_add(1, Ordering::Relaxed);
                     }
-                    eprintln!(
-                        "wasmhttp: {method} {uri}: the CGI program failed while writing the response body, which was cut: {err:#}"
-                    );
+                    body_cut(&state, &method, &uri, "the CGI program", &err);
                 }
             }
         });
-        Ok(response.map(|body| {
-            GuestBody {
-                body,
-                outcome: Some(outcome),
-                // stdout ends when the program does: its outcome is moments away
-                wait_for_outcome: true,
-            }
-            .boxed_unsync()
-        }))
+        // stdout ends when the program does: its outcome is moments away
+        Ok(response.map(|body| GuestBody::wrap(body, outcome, true)))
     }
 
     async fn call_guest(
@@ -618,21 +607,9 @@ impl Handler {
                         Ok(Err(err)) => err,
                         Err(join) => anyhow!(join).context("the guest task panicked"),
                     };
-                    if failure.is::<guest::TimedOut>() {
-                        state.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
-                    }
-                    eprintln!(
-                        "wasmhttp: {method} {uri}: the guest failed while streaming the response body, which was cut: {failure:#}"
-                    );
+                    body_cut(&state, &method, &uri, "the guest", &failure);
                 });
-                Ok(response.map(|body| {
-                    GuestBody {
-                        body,
-                        outcome: Some(outcome),
-                        wait_for_outcome: false,
-                    }
-                    .boxed_unsync()
-                }))
+                Ok(response.map(|body| GuestBody::wrap(body, outcome, false)))
             }
             Ok(Err(code)) => Err(anyhow!("the guest answered with the error code {code:?}")),
             // The sender is dropped with the store: the guest finished or
@@ -660,6 +637,39 @@ struct GuestBody {
     /// ...unless the body's end means the guest has ended (a CGI program's
     /// stdout), and the outcome is awaited.
     wait_for_outcome: bool,
+}
+
+impl GuestBody {
+    /// `body`, boxed the way hyper takes it, cut when `outcome` says failed.
+    fn wrap(
+        body: HyperOutgoingBody,
+        outcome: tokio::sync::oneshot::Receiver<bool>,
+        wait_for_outcome: bool,
+    ) -> HyperOutgoingBody {
+        GuestBody {
+            body,
+            outcome: Some(outcome),
+            wait_for_outcome,
+        }
+        .boxed_unsync()
+    }
+}
+
+/// Said when a guest failed after its response head: only the body can be
+/// cut by then (see [`GuestBody`]), and the log is where the reason goes.
+fn body_cut(
+    state: &ServerState,
+    method: &hyper::Method,
+    uri: &hyper::Uri,
+    guest: &str,
+    failure: &anyhow::Error,
+) {
+    if failure.is::<guest::TimedOut>() {
+        state.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+    eprintln!(
+        "wasmhttp: {method} {uri}: {guest} failed while streaming the response body, which was cut: {failure:#}"
+    );
 }
 
 impl hyper::body::Body for GuestBody {
