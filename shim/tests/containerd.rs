@@ -1184,5 +1184,14 @@ fn cgi_programs_answer_requests_in_both_forms(s: &Suite) {
             }
         }
         s.stop(&mut task);
+        // compiled in the shim at the first start, like any component
+        let manifest = s.image_digest(&image);
+        assert!(
+            s.containerd
+                .ctr_ok(&["content", "ls"])
+                .lines()
+                .any(|l| l.starts_with(&manifest) && l.contains("runwasi.io/precompiled/wasmhttp/")),
+            "{form}: the program was not precompiled"
+        );
     }
 }
