@@ -161,6 +161,7 @@ impl Cgi {
         let body = StdoutBody {
             first: (!rest.is_empty()).then(|| Bytes::from(rest)),
             stdout: Some(stdout),
+            scratch: vec![0u8; STDOUT_BUFFER].into_boxed_slice(),
         }
         .map_err(wasmtime_wasi_http::Error::from)
         .boxed_unsync();
@@ -491,6 +492,9 @@ fn preview(bytes: &[u8]) -> String {
 struct StdoutBody {
     first: Option<Bytes>,
     stdout: Option<DuplexStream>,
+    /// Read into, once per response: a poll that finds the pipe empty must
+    /// not cost an allocation.
+    scratch: Box<[u8]>,
 }
 
 impl Body for StdoutBody {
@@ -504,21 +508,17 @@ impl Body for StdoutBody {
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        let Some(stdout) = self.stdout.as_mut() else {
+        let this = &mut *self;
+        let Some(stdout) = this.stdout.as_mut() else {
             return Poll::Ready(None);
         };
-        let mut chunk = vec![0u8; STDOUT_BUFFER];
-        let mut buf = ReadBuf::new(&mut chunk);
+        let mut buf = ReadBuf::new(&mut this.scratch);
         match ready!(Pin::new(stdout).poll_read(cx, &mut buf)) {
             Ok(()) if buf.filled().is_empty() => {
-                self.stdout = None;
+                this.stdout = None;
                 Poll::Ready(None)
             }
-            Ok(()) => {
-                let n = buf.filled().len();
-                chunk.truncate(n);
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
-            }
+            Ok(()) => Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(buf.filled()))))),
             Err(err) => Poll::Ready(Some(Err(ErrorCode::InternalError(Some(err.to_string()))))),
         }
     }
