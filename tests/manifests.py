@@ -120,6 +120,31 @@ for bad in (
         sys.exit(f"manifests: the chart accepted {bad}")
 print("manifests: bad values are refused: ok")
 
+# Every setting the README's configuration table lists, with the example
+# value of its last column, is accepted and published as given; and a number
+# given with --set (an integer to Helm) as well.
+readme_settings = {}
+for line in (ROOT / "README.md").read_text().splitlines():
+    if line.startswith("| `WASMHTTP_"):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        readme_settings[cells[0].strip("`")] = cells[-1].split("`")[1]
+if len(readme_settings) < 14:
+    sys.exit(f"manifests: the README's configuration table has {len(readme_settings)} rows")
+with tempfile.NamedTemporaryFile("w", suffix=".yaml") as values:
+    yaml.safe_dump({"settings": readme_settings}, values)
+    values.flush()
+    every = render("-f", values.name)
+validate(every, "the chart with every setting")
+published = next(o for o in every if o["kind"] == "ConfigMap")["data"]
+if published != readme_settings:
+    sys.exit(f"manifests: the settings ConfigMap has {published}, expected {readme_settings}")
+numbers = render("--set", "settings.WASMHTTP_MAX_CONCURRENCY=32",
+                 "--set", "settings.WASMHTTP_INSTANCE_REUSE=100000")
+published = next(o for o in numbers if o["kind"] == "ConfigMap")["data"]
+if published != {"WASMHTTP_MAX_CONCURRENCY": "32", "WASMHTTP_INSTANCE_REUSE": "100000"}:
+    sys.exit(f"manifests: numbers given with --set are published as {published}")
+print(f"manifests: the chart takes all {len(readme_settings)} settings of the README: ok")
+
 plain = {}
 for name in ("runtimeclass.yaml", "installer.yaml"):
     for obj in yaml.safe_load_all((ROOT / "deploy" / name).read_text()):

@@ -214,7 +214,8 @@ pub const MAX_INSTANCES: usize = 1000;
 /// WASMHTTP_INSTANCE_REUSE's upper bound: high enough for any benefit, low enough
 /// that a slow leak in a guest is eventually reset.
 pub const MAX_INSTANCE_REUSE: u32 = 100_000;
-const WASM32_MEMORY: u64 = 4 << 30;
+/// The most a 32-bit linear memory can hold.
+pub const WASM32_MEMORY: u64 = 4 << 30;
 
 impl Limits {
     fn default_max_instance_memory(&self) -> u64 {
@@ -718,6 +719,20 @@ mod tests {
                 "README's configuration table has no row for {name}"
             );
         }
+    }
+
+    #[test]
+    fn the_charts_values_schema_admits_every_setting() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../charts/wasmhttp/values.schema.json")).unwrap();
+        let admitted: Vec<&str> = schema["properties"]["settings"]["propertyNames"]["enum"]
+            .as_array()
+            .expect("settings' names are an enum")
+            .iter()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        let known: Vec<&str> = KNOWN.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(admitted, known, "charts/wasmhttp/values.schema.json");
     }
 
     #[test]
