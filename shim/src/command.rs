@@ -108,7 +108,14 @@ impl Command {
             // wasi:cli/exit and proc_exit unwind as an error carrying the code
             Err(err) => match err.downcast_ref::<I32Exit>() {
                 Some(exit) => Ok(exit.0),
-                None => Err(guest::classify(err)).context("the program trapped"),
+                None => {
+                    let err = guest::classify(err);
+                    if guest::is_guest_fault(&err) {
+                        Err(err.context("the program trapped"))
+                    } else {
+                        Err(err)
+                    }
+                }
             },
         }
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::admin;
 use crate::command;
-use crate::config::Environment;
+use crate::config::{Environment, Settings};
 use crate::engine::{self, Code};
 use crate::guest::{GuestConfig, Volume};
 use crate::serve::{HttpServer, ServerState};
@@ -83,16 +83,11 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         let bound = admin::start(addr, state.clone(), settings.idle_limits()).await?;
         eprintln!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
     }
-    let engine = engine::new_engine_with(engine::PoolLimits {
-        instances: u32::try_from(settings.max_concurrency).unwrap_or(u32::MAX),
-        memory: settings.max_instance_memory,
-    })?;
-    engine::start_epoch_ticker(&engine);
     let started = Instant::now();
-    let code = load(&engine, code)?;
+    let (code, pool) = load_for_serving(code, &settings)?;
     engine::release_freed_memory();
     eprintln!(
-        "wasmhttp: {world} loaded in {:.1} ms",
+        "wasmhttp: {world} loaded in {:.1} ms; {pool}",
         started.elapsed().as_secs_f64() * 1e3
     );
     let guest = GuestConfig {
@@ -143,6 +138,23 @@ fn usable_volumes(volumes: Vec<Volume>) -> Vec<Volume> {
             is_dir
         })
         .collect()
+}
+
+/// Loads the program into the engine that serves it, whose instance pool
+/// fits the program and the settings. The pool's sizes are fixed when an
+/// engine is built and the program's footprint is known once it is loaded:
+/// so it is loaded first into an engine with room for any program, and its
+/// machine code then moved into the sized one (the code is the same).
+fn load_for_serving(code: ComponentCode, settings: &Settings) -> Result<(Code, engine::Pool)> {
+    let loaded = load(&engine::new_engine()?, code)?;
+    let pool = engine::Pool::sized(
+        engine::Footprint::of(&loaded),
+        settings.max_concurrency,
+        settings.max_instance_memory,
+    )?;
+    let serving = engine::new_engine_with(pool)?;
+    engine::start_epoch_ticker(&serving);
+    Ok((engine::move_to(&serving, &loaded)?, pool))
 }
 
 fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Code> {

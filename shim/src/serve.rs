@@ -336,17 +336,7 @@ impl Handler {
         }
         // Beyond the cap, say so at once rather than queue without bound.
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            metrics.rejected(Rejection::Overloaded);
-            let mut response = plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable: the server is at WASMHTTP_MAX_CONCURRENCY; retry\n"
-                    .into(),
-            );
-            response.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from_static("1"),
-            );
-            return response;
+            return self.overloaded("the server is at WASMHTTP_MAX_CONCURRENCY");
         };
         let _in_flight = metrics.start();
         let method = req.method().clone();
@@ -396,6 +386,10 @@ impl Handler {
                     }
                 }
             }
+            Ok(Err(err)) if err.is::<guest::PoolExhausted>() => {
+                eprintln!("wasmhttp: {method} {uri}: shed with 503: {err:#}");
+                self.overloaded("no instance slot is free")
+            }
             Ok(Err(err)) => {
                 eprintln!("wasmhttp: {method} {uri}: {err:#}");
                 plain(
@@ -416,6 +410,20 @@ impl Handler {
                 )
             }
         }
+    }
+
+    /// A request shed before its guest ran: 503, and when to try again.
+    fn overloaded(&self, why: &str) -> Response<HyperOutgoingBody> {
+        self.state.metrics.rejected(Rejection::Overloaded);
+        let mut response = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("503 Service Unavailable: {why}; retry\n"),
+        );
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        response
     }
 
     /// The timer around a whole request. A CGI program is stopped by its own
@@ -453,9 +461,10 @@ impl Handler {
         let (response, outcome, run) = match answer {
             Ok(answer) => answer,
             Err(err) => {
-                if err.is::<guest::TimedOut>() {
-                    // answered 504 by the caller
-                } else if !err.is::<cgi::BadGateway>() && !err.is::<cgi::Unacceptable>() {
+                if guest::is_guest_fault(&err)
+                    && !err.is::<cgi::BadGateway>()
+                    && !err.is::<cgi::Unacceptable>()
+                {
                     metrics.traps.fetch_add(1, Ordering::Relaxed);
                 }
                 return Err(err);
@@ -563,7 +572,7 @@ impl Handler {
             // so the response body knows how it ended when it sees its end
             let _ = finished.send(result.is_ok());
             if let Err(err) = &result
-                && !err.is::<guest::TimedOut>()
+                && guest::is_guest_fault(err)
             {
                 state.metrics.traps.fetch_add(1, Ordering::Relaxed);
             }
