@@ -6,4 +6,5 @@ pub mod grpc;
 pub mod harness;
 pub mod http;
 pub mod images;
+pub mod limits;
 pub mod served;
