@@ -548,6 +548,57 @@ fn unrunnable_input_and_bad_settings_are_explained() {
     );
 }
 
+/// `wasmhttp image` writes its archive whole or not at all: a refused
+/// component leaves no file (nor a partial one beside it), and an earlier
+/// archive of the same name stays as it was.
+#[test]
+fn a_refused_image_leaves_no_file_behind() {
+    let dir = temp_dir("image-refused");
+    let hello = fixture(&dir, "hello");
+    let mut truncated = std::fs::read(&hello).unwrap();
+    truncated.truncate(truncated.len() / 2);
+    let truncated_path = dir.0.join("truncated.wasm");
+    std::fs::write(&truncated_path, &truncated).unwrap();
+    let library = fixture(&dir, "library-module");
+    let out = dir.0.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let archive = out.join("app.tar");
+    let image_of = |component: &std::path::Path| {
+        let mut command = wasmhttp();
+        command
+            .arg("image")
+            .arg(component)
+            .args(["--name", "app:1", "-o"])
+            .arg(&archive);
+        command.output().unwrap()
+    };
+    let refused = |component: &std::path::Path, why: &str| {
+        let output = image_of(component);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(why), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left
+    };
+    assert!(refused(&truncated_path, "malformed").is_empty());
+    assert!(refused(&library, "no _start").is_empty());
+    let built = image_of(&hello);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let before = std::fs::read(&archive).unwrap();
+    assert_eq!(refused(&library, "no _start"), vec!["app.tar"]);
+    assert_eq!(
+        std::fs::read(&archive).unwrap(),
+        before,
+        "the earlier archive changed"
+    );
+}
+
 #[test]
 fn a_busy_port_is_named() {
     let dir = temp_dir("busy");

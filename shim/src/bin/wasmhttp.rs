@@ -87,9 +87,7 @@ fn run(cli: Cli) -> Result<i32> {
             output,
         } => {
             let wasm = read(&component)?;
-            let file = std::fs::File::create(&output)
-                .with_context(|| format!("creating {}", output.display()))?;
-            let summary = image::write_image(&wasm, &name, std::io::BufWriter::new(file))?;
+            let summary = write_whole(&output, |out| image::write_image(&wasm, &name, out))?;
             eprintln!(
                 "wasmhttp: wrote {} ({}, {}) to {}",
                 summary.reference,
@@ -100,6 +98,43 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Writes `output` through a temporary file beside it, renamed into place
+/// once complete: a refused or failed write leaves no file behind (and an
+/// earlier file of that name as it was). Devices and pipes (`/dev/null`,
+/// `/dev/stdout`) are written directly.
+fn write_whole<T>(
+    output: &std::path::Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<T>,
+) -> Result<T> {
+    use std::io::Write;
+    let creating = || format!("creating {}", output.display());
+    let special = std::fs::metadata(output).is_ok_and(|meta| !meta.is_file());
+    if special {
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(output).with_context(creating)?);
+        let written = write(&mut out)?;
+        out.flush().with_context(creating)?;
+        return Ok(written);
+    }
+    let file_name = output.file_name().with_context(creating)?.to_string_lossy();
+    let partial = output.with_file_name(format!(".{file_name}.partial-{}", std::process::id()));
+    let written = (|| {
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&partial).with_context(creating)?);
+        let written = write(&mut out)?;
+        out.into_inner()
+            .map_err(|err| err.into_error())
+            .and_then(|file| file.sync_all())
+            .with_context(creating)?;
+        std::fs::rename(&partial, output).with_context(creating)?;
+        Ok(written)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 fn serve(
