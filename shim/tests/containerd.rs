@@ -16,6 +16,7 @@ use support::grpc::UnpackLess;
 use support::harness;
 use support::http::{self, Connection, free_port, wait_until_serving};
 use support::images::{self, Platform};
+use support::limits;
 
 const CASES: &[harness::Case<Suite>] = &[
     (
@@ -25,6 +26,10 @@ const CASES: &[harness::Case<Suite>] = &[
     (
         "guest_stdout_is_the_task_stdout",
         guest_stdout_is_the_task_stdout,
+    ),
+    (
+        "log_uris_receive_the_guests_output",
+        log_uris_receive_the_guests_output,
     ),
     (
         "trap_answers_500_and_the_next_request_200",
@@ -98,6 +103,10 @@ const CASES: &[harness::Case<Suite>] = &[
         "cgi_programs_answer_requests_in_both_forms",
         cgi_programs_answer_requests_in_both_forms,
     ),
+    (
+        "limits_hold_for_fixtures_and_real_guests",
+        limits_hold_for_fixtures_and_real_guests,
+    ),
 ];
 
 fn main() {
@@ -163,6 +172,58 @@ impl Suite {
             task.output()
         );
         self.containerd.assert_cleaned_up(&task.id);
+    }
+}
+
+/// A container of the limits table (support/limits.rs), run with `ctr`.
+struct CtrServer<'a> {
+    suite: &'a Suite,
+    task: support::containerd::Task,
+    addr: SocketAddr,
+}
+
+impl limits::Server for CtrServer<'_> {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn output(&self) -> String {
+        self.task.output()
+    }
+
+    fn stop(mut self: Box<Self>) {
+        self.suite.stop(&mut self.task);
+    }
+}
+
+/// The limits table through the shim: the WAT fixture, and the Python and
+/// JavaScript examples, each in its own container with the table's settings.
+fn limits_hold_for_fixtures_and_real_guests(s: &Suite) {
+    for guest in limits::guests(images::fixture(&s.work, "slow")) {
+        let reference = format!("wasmhttp-test/limits-{}:1", guest.name);
+        s.import(
+            &images::wasmhttp_image(&s.work, &guest.component, &reference),
+            &[],
+        );
+        let (addr, listen) = loopback();
+        let mut env = vec![("WASMHTTP_LISTEN", listen.as_str())];
+        env.extend_from_slice(limits::SETTINGS);
+        let mut task = s.containerd.run(
+            &format!("limits-{}", guest.name),
+            &format!("docker.io/{reference}"),
+            &env,
+            &[],
+            &[],
+        );
+        serving(addr, &mut task);
+        limits::run_table(
+            &guest,
+            Box::new(CtrServer {
+                suite: s,
+                task,
+                addr,
+            }),
+        );
     }
 }
 
@@ -281,6 +342,102 @@ fn guest_stdout_is_the_task_stdout(s: &Suite) {
         task.output()
     );
     s.stop(&mut task);
+}
+
+/// Waits (10 s at most) until the file at `path` contains `text`.
+fn wait_for_file_text(path: &Path, text: &str, context: &dyn Fn() -> String) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_to_string(path).unwrap_or_default();
+        if found.contains(text) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{text:?} never reached {}: {found:?}\n{}",
+            path.display(),
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ctr run --log-uri`: a `file://` URI gets the guest's stdout and the
+/// shim's stderr lines appended to the file; a `binary://` logging binary
+/// gets them on its fds 3 and 4, its arguments from the query and the
+/// container's id and namespace in its environment, as with runc's shim.
+fn log_uris_receive_the_guests_output(s: &Suite) {
+    let image = s.import_fixture("hello");
+    // a container with `--log-uri=URI` that has answered one request
+    let answered_with = |id: &str, uri: &str| {
+        let (addr, listen) = loopback();
+        let flag = format!("--log-uri={uri}");
+        let mut task = s
+            .containerd
+            .run(id, &image, &[("WASMHTTP_LISTEN", &listen)], &[&flag], &[]);
+        serving(addr, &mut task);
+        assert_eq!(http::get(addr, "/").unwrap().status, 200);
+        task
+    };
+    let logs = s.work.join("log-uris");
+
+    let file = logs.join("nested/hello.log");
+    let mut task = answered_with("log-file", &format!("file://{}", file.display()));
+    let both = wait_for_file_text(&file, "hello fixture: handling a request", &|| {
+        task.output()
+    });
+    assert!(
+        both.contains("serving HTTP on"),
+        "stderr not in the file: {both}"
+    );
+    s.stop(&mut task);
+
+    // a logging binary as containerd's runc shim starts it
+    let logger = logs.join("logger.sh");
+    let out = logs.join("binary");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        &logger,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$CONTAINER_NAMESPACE/$CONTAINER_ID $*\" > {out}/env\n\
+             /bin/cat <&3 4<&- 5>&- > {out}/stdout &\n\
+             /bin/cat <&4 3<&- 5>&- > {out}/stderr &\n\
+             exec 3<&- 4<&- 5>&-\n\
+             wait\n",
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut task = answered_with(
+        "log-binary",
+        &format!("binary://{}?--label=web", logger.display()),
+    );
+    wait_for_file_text(
+        &out.join("stdout"),
+        "hello fixture: handling a request",
+        &|| task.output(),
+    );
+    wait_for_file_text(&out.join("stderr"), "serving HTTP on", &|| task.output());
+    let env = std::fs::read_to_string(out.join("env")).unwrap();
+    assert_eq!(env.trim(), "wasmhttp-test/log-binary --label web", "{env}");
+    s.stop(&mut task);
+
+    // a scheme nobody handles fails the start, saying so
+    let mut task = s.containerd.run(
+        "log-bad",
+        &image,
+        &[],
+        &["--log-uri=syslog://localhost/x"],
+        &[],
+    );
+    let status = task
+        .wait(Duration::from_secs(30))
+        .expect("a start with a bad log URI ends");
+    assert!(!status.success(), "{}", task.output());
+    assert!(task.output().contains("syslog"), "{}", task.output());
+    s.containerd.assert_cleaned_up("log-bad");
 }
 
 fn trap_answers_500_and_the_next_request_200(s: &Suite) {

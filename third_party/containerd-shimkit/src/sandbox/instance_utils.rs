@@ -55,6 +55,19 @@ impl InstanceConfig {
         open(&self.stdout)
     }
 
+    /// wasmhttp patch: the container's stdout and stderr, where containerd
+    /// passes log URIs (`ctr run --log-uri file:///…` or `binary:///…`)
+    /// instead of FIFOs: `None` when it passes FIFOs (`open_stdout` and
+    /// `open_stderr` open those).
+    #[cfg(unix)]
+    pub fn open_log(&self, id: &str) -> IoResult<Option<(File, File)>> {
+        use crate::sys::stdio::{Output, open_log};
+        match Output::of(&self.stdout.to_string_lossy())? {
+            Output::Fifo => Ok(None),
+            output => open_log(&output, id, &self.namespace).map(Some),
+        }
+    }
+
     pub fn open_stderr(&self) -> IoResult<File> {
         if self.stderr.as_os_str().is_empty() {
             return Err(IoError::new(ErrorKind::NotFound, "File not found"));

@@ -101,6 +101,8 @@ impl<S: Shim> SandboxInstance for Instance<S> {
                 };
 
                 let rootdir = cfg.determine_rootdir(S::name())?;
+                // wasmhttp patch: log URIs (`ctr run --log-uri`), as runc's shim takes them
+                let log = cfg.open_log(&id)?;
 
                 let mut builder = ContainerBuilder::new(id, SyscallType::Linux)
                     .with_executor(Executor::<S>::new(modules))
@@ -109,11 +111,15 @@ impl<S: Shim> SandboxInstance for Instance<S> {
                 if let Ok(f) = cfg.open_stdin() {
                     builder = builder.with_stdin(f);
                 }
-                if let Ok(f) = cfg.open_stdout() {
-                    builder = builder.with_stdout(f);
-                }
-                if let Ok(f) = cfg.open_stderr() {
-                    builder = builder.with_stderr(f);
+                if let Some((stdout, stderr)) = log {
+                    builder = builder.with_stdout(stdout).with_stderr(stderr);
+                } else {
+                    if let Ok(f) = cfg.open_stdout() {
+                        builder = builder.with_stdout(f);
+                    }
+                    if let Ok(f) = cfg.open_stderr() {
+                        builder = builder.with_stderr(f);
+                    }
                 }
 
                 let container = builder
