@@ -40,17 +40,7 @@ const MEMORY_SLOT_BYTES: u64 = (4 << 30) + (32 << 20);
 /// leaving the rest to the shim, its compiled code and the kernel's layout.
 const ADDRESS_SPACE_BUDGET: u64 = 64 << 40;
 
-/// What one instance of a program takes from the pool, as wasmtime counts it
-/// once the program is loaded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Footprint {
-    pub memories: u32,
-    pub tables: u32,
-    /// The initial size of its largest linear memory, in bytes.
-    pub largest_initial_memory: u64,
-    /// The initial size of its largest table, in elements.
-    pub largest_initial_table: u64,
-}
+pub use crate::footprint::Footprint;
 
 impl Footprint {
     /// The program whose footprint is not known yet (compiling, precompiling,

@@ -11,6 +11,7 @@
 
 // parsers of what users and images hand the shim
 pub mod config;
+pub mod footprint;
 pub mod image;
 pub mod precompile;
 pub mod world;

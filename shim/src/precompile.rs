@@ -21,6 +21,7 @@ use wasmtime::Engine;
 
 #[cfg(feature = "runtime")]
 use crate::engine;
+use crate::footprint::Footprint;
 use crate::world::{self, World};
 
 /// Layer media types whose content is a component itself.
@@ -78,6 +79,9 @@ pub struct Entry {
     pub world: World,
     /// SHA-256 of the original wasm, so a cached artifact can be matched to its source.
     pub source_sha256: String,
+    /// What an instance takes from the pool; absent in bundles of earlier
+    /// versions (the program is then loaded once more to find out).
+    pub footprint: Option<Footprint>,
     pub artifact: Vec<u8>,
 }
 
@@ -92,6 +96,8 @@ struct EntryHeader {
     path: Option<String>,
     world: World,
     source_sha256: String,
+    #[serde(default)]
+    footprint: Option<Footprint>,
     len: u64,
 }
 
@@ -106,6 +112,7 @@ impl Bundle {
                     path: e.path.clone(),
                     world: e.world,
                     source_sha256: e.source_sha256.clone(),
+                    footprint: e.footprint,
                     len: e.artifact.len() as u64,
                 })
                 .collect(),
@@ -154,6 +161,7 @@ impl Bundle {
                 path: entry.path,
                 world: entry.world,
                 source_sha256: entry.source_sha256,
+                footprint: entry.footprint,
                 artifact: artifact.to_vec(),
             });
         }
@@ -263,10 +271,15 @@ pub fn precompile_layer(
                 path.as_deref().unwrap_or("the component layer")
             )
         })?;
+        // counted here, once per image, so that container starts need not
+        let footprint = engine::load_precompiled(engine, &artifact)
+            .map(|code| Footprint::of(&code))
+            .ok();
         entries.push(Entry {
             path,
             world,
             source_sha256: sha256_hex(&wasm),
+            footprint,
             artifact,
         });
     }
@@ -304,12 +317,19 @@ mod tests {
                     path: Some("/a.wasm".into()),
                     world: World::HttpHandler,
                     source_sha256: "s".into(),
+                    footprint: Some(Footprint {
+                        memories: 3,
+                        tables: 2,
+                        largest_initial_memory: 1 << 20,
+                        largest_initial_table: 7,
+                    }),
                     artifact: vec![1, 2, 3],
                 },
                 Entry {
                     path: None,
                     world: World::Command,
                     source_sha256: "t".into(),
+                    footprint: None,
                     artifact: vec![],
                 },
             ],
@@ -318,6 +338,19 @@ mod tests {
         assert!(Bundle::is_bundle(&bytes));
         assert_eq!(Bundle::decode(&bytes).unwrap(), bundle);
         assert!(Bundle::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// A bundle written before footprints were kept still decodes.
+    #[test]
+    fn bundles_without_footprints_decode() {
+        let header = br#"{"cache_key":"k","entries":[{"path":null,"world":"http-handler","source_sha256":"s","len":2}]}"#;
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[7, 8]);
+        let bundle = Bundle::decode(&bytes).unwrap();
+        assert_eq!(bundle.entries[0].footprint, None);
+        assert_eq!(bundle.entries[0].artifact, vec![7, 8]);
     }
 
     #[test]
@@ -381,10 +414,9 @@ mod tests {
         assert_eq!(bundle.cache_key, engine::cache_key(&engine));
         assert_eq!(bundle.entries[0].path.as_deref(), Some("/component.wasm"));
         assert_eq!(bundle.entries[0].source_sha256, sha256_hex(&hello));
-        assert!(matches!(
-            engine::load_precompiled(&engine, &bundle.entries[0].artifact).unwrap(),
-            engine::Code::Component(_)
-        ));
+        let loaded = engine::load_precompiled(&engine, &bundle.entries[0].artifact).unwrap();
+        assert!(matches!(loaded, engine::Code::Component(_)));
+        assert_eq!(bundle.entries[0].footprint, Some(Footprint::of(&loaded)));
 
         // a preview 1 module becomes a module artifact, and loads as one
         let cgi = wasmhttp_fixtures::build("cgi").unwrap();

@@ -23,6 +23,8 @@ pub enum ComponentCode {
     /// to should the artifact not load (it names another wasmtime, say).
     Precompiled {
         artifact: Vec<u8>,
+        /// What one instance takes from the pool, when the cache kept it.
+        footprint: Option<engine::Footprint>,
         fallback: Option<Box<dyn FnOnce() -> Result<Vec<u8>> + Send>>,
     },
 }
@@ -142,25 +144,40 @@ fn usable_volumes(volumes: Vec<Volume>) -> Vec<Volume> {
 
 /// Loads the program into the engine that serves it, whose instance pool
 /// fits the program and the settings. The pool's sizes are fixed when an
-/// engine is built and the program's footprint is known once it is loaded:
-/// so it is loaded first into an engine with room for any program, and its
-/// machine code then moved into the sized one (the code is the same).
+/// engine is built. A precompiled program's footprint is in the cache, so
+/// the pool is sized first and the program loaded once; otherwise it is
+/// loaded first into an engine with room for any program, and its machine
+/// code then moved into the sized one (the code is the same).
 fn load_for_serving(code: ComponentCode, settings: &Settings) -> Result<(Code, engine::Pool)> {
+    let sized = |footprint| {
+        let pool = engine::Pool::sized(
+            footprint,
+            settings.max_concurrency,
+            settings.max_instance_memory,
+        )?;
+        let serving = engine::new_engine_with(pool)?;
+        engine::start_epoch_ticker(&serving);
+        anyhow::Ok((serving, pool))
+    };
+    if let ComponentCode::Precompiled {
+        footprint: Some(footprint),
+        ..
+    } = code
+    {
+        let (serving, pool) = sized(footprint)?;
+        return Ok((load(&serving, code)?, pool));
+    }
     let loaded = load(&engine::new_engine()?, code)?;
-    let pool = engine::Pool::sized(
-        engine::Footprint::of(&loaded),
-        settings.max_concurrency,
-        settings.max_instance_memory,
-    )?;
-    let serving = engine::new_engine_with(pool)?;
-    engine::start_epoch_ticker(&serving);
+    let (serving, pool) = sized(engine::Footprint::of(&loaded))?;
     Ok((engine::move_to(&serving, &loaded)?, pool))
 }
 
 fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Code> {
     match code {
         ComponentCode::Wasm(wasm) => engine::compile(engine, &wasm),
-        ComponentCode::Precompiled { artifact, fallback } => {
+        ComponentCode::Precompiled {
+            artifact, fallback, ..
+        } => {
             match engine::load_precompiled(engine, &artifact) {
                 Ok(component) => Ok(component),
                 Err(err) => {

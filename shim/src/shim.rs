@@ -259,6 +259,7 @@ fn component_from_layers(
                             entry.world,
                             ComponentCode::Precompiled {
                                 artifact: entry.artifact,
+                                footprint: entry.footprint,
                                 fallback,
                             },
                         )));
@@ -268,6 +269,7 @@ fn component_from_layers(
                         entry.world,
                         ComponentCode::Precompiled {
                             artifact: entry.artifact,
+                            footprint: entry.footprint,
                             fallback: None,
                         },
                     )),
