@@ -49,6 +49,9 @@ test: examples static
 	$(CARGO) test --locked --workspace
 	@echo "test: fuzz targets, 30 s each (make fuzz for longer)"
 	scripts/fuzz.sh 30
+	@echo "test: a smoke run of every make bench section that needs no wasmtime CLI (numbers not kept)"
+	scripts/static.sh bench
+	python3 bench/bench.py --smoke --out build/bench-smoke
 
 # The soak of `make test` for 10 minutes (SOAK_SECONDS to change): a steady
 # load through the shim under containerd; report in build/soak/report.json.
@@ -65,7 +68,8 @@ fuzz: build
 
 # Throughput, latency, cold start, memory and density against native hyper,
 # `wasmtime serve` and runc (bench/bench.py; results in build/bench/).
-# Not part of `make test`. ARGS=--quick for a short smoke run.
+# ARGS=--quick for a short run; `make test` runs every section but the
+# wasmtime CLI's for a second each (--smoke), so the bench cannot rot.
 bench:
 	@bench/run.sh $(ARGS)
 

@@ -563,6 +563,29 @@ def machine():
     return f"{os.cpu_count()} × {cpu}, {mem:.0f} GiB, Linux {platform.release()}"
 
 
+def smoke_check(data, sections):
+    """A smoke run measures nothing worth keeping, but every section it ran
+    must have produced its rows, and every container it started must have
+    answered: what breaks the bench fails `make test`."""
+    problems = []
+    for key, section in (("throughput", "throughput"), ("cold_start", "cold"),
+                         ("idle_memory", "memory")):
+        if section in sections and not data[key]:
+            problems.append(f"the {section} section produced no rows")
+    if "throughput" in sections:
+        problems += [f"throughput: {r['workload']} on {r['contender']} served nothing"
+                     for r in data["throughput"] if not r["rps"]]
+    if "memory" in sections:
+        problems += [f"idle memory: {r['image']} was not measured"
+                     for r in data["idle_memory"] if not r["pss_kib"]]
+    d = data["density"]
+    if "density" in sections and (not d or d["answering"] != d["containers"]):
+        problems.append(f"density: not every container answered: {d}")
+    if problems:
+        sys.exit("bench smoke run: " + "; ".join(problems))
+    log("smoke run: every section produced its rows")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", help="where results.json and results.md go")
@@ -573,7 +596,10 @@ def main():
     parser.add_argument("--reuse", type=int, default=64,
                         help="WASMHTTP_INSTANCE_REUSE (and wasmtime's reuse count) for the reuse rows")
     parser.add_argument("--runs", type=int, default=5, help="cached starts per image")
-    parser.add_argument("--quick", action="store_true", help="2 s loads, 10 containers: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="2 s loads, 10 containers: a short run")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every section for a second or so, without --wasmtime if need be "
+                             "(make test runs it so the bench cannot rot; its numbers mean nothing)")
     parser.add_argument("--sections", default="throughput,cold,memory,density",
                         help="comma-separated subset of throughput,cold,memory,density")
     parser.add_argument("--report", metavar="RESULTS_JSON",
@@ -583,10 +609,12 @@ def main():
         with open(args.report) as f:
             print(report(json.load(f)))
         return
-    if not args.out or not args.wasmtime:
-        parser.error("--out and --wasmtime are required for a run")
+    if not args.out or not (args.wasmtime or args.smoke):
+        parser.error("--out and --wasmtime are required for a run (--wasmtime is optional with --smoke)")
     if args.quick:
         args.duration, args.density, args.runs = 2, 10, 2
+    if args.smoke:
+        args.duration, args.connections, args.density, args.runs = 1, 4, 3, 1
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="wasmhttp-bench-files.")
     subprocess.run([FIXTURES, "build", work, "hello", "echo"], check=True)
@@ -643,6 +671,9 @@ def main():
              if w != "echo 64 KiB" else None),
             (f"shim (ctr), reuse {reuse}", lambda w: shim(reuse)(w) if w != "echo 64 KiB" else None),
         ]
+        if not args.wasmtime:
+            contenders = [(name, start) for name, start in contenders
+                          if not name.startswith("wasmtime")]
         workloads = [("hello", hello, None), ("echo 64 KiB", echo, ECHO_BODY),
                      ("hello-js", JS_HELLO, None)]
         data = {"machine": machine(), "duration": args.duration, "connections": args.connections,
@@ -672,6 +703,8 @@ def main():
         containerd.close()
         shutil.rmtree(work, ignore_errors=True)
 
+    if args.smoke:
+        smoke_check(data, sections)
     table = report(data)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(data, f, indent=2)

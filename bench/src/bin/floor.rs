@@ -26,6 +26,12 @@ impl Shim for FloorShim {
     }
 
     type Sandbox = FloorSandbox;
+
+    // The same images as wasmhttp's: runwasi refuses to start a wasm image
+    // none of whose layers the shim declares.
+    fn supported_layers_types() -> &'static [&'static str] {
+        wasmhttp::precompile::LAYER_TYPES
+    }
 }
 
 #[derive(Default)]
