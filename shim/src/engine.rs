@@ -124,10 +124,10 @@ impl Pool {
                 "the program's largest linear memory starts at {}, more than \
                  WASMHTTP_MAX_INSTANCE_MEMORY={} allows (by {}): every request would fail; \
                  raise WASMHTTP_MAX_INSTANCE_MEMORY to at least {}",
-                mib(footprint.largest_initial_memory),
-                mib(memory),
-                mib(footprint.largest_initial_memory - memory),
-                mib(footprint.largest_initial_memory),
+                human_size(footprint.largest_initial_memory),
+                human_size(memory),
+                human_size(footprint.largest_initial_memory - memory),
+                human_size(footprint.largest_initial_memory),
             )));
         }
         let instances = u32::try_from(concurrency).unwrap_or(u32::MAX);
@@ -199,8 +199,19 @@ impl std::fmt::Display for Pool {
     }
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+/// `64 KiB`, `1.1 MiB`, `4.0 GiB`: sizes as the settings write them.
+fn human_size(bytes: u64) -> String {
+    let (unit, scale) = match bytes {
+        0..0x10_0000 => ("KiB", 1u64 << 10),
+        0x10_0000..0x4000_0000 => ("MiB", 1 << 20),
+        _ => ("GiB", 1 << 30),
+    };
+    let scaled = bytes as f64 / scale as f64;
+    if unit == "KiB" {
+        format!("{scaled:.0} {unit}")
+    } else {
+        format!("{scaled:.1} {unit}")
+    }
 }
 
 /// Builds an engine with the pool for any program (for compiling and

@@ -44,7 +44,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Checks that WASMHTTP_MODE can run a program of `world`.
+    /// Checks that WASMHTTP_MODE can run a program of `world`, and, when the
+    /// precompile cache knows the program's footprint, that the settings
+    /// leave its instances room (so a container that could not serve fails
+    /// its start, with the reason, rather than exiting once started).
     pub fn new(
         world: World,
         code: ComponentCode,
@@ -53,6 +56,18 @@ impl Prepared {
         volumes: Vec<Volume>,
     ) -> Result<Self> {
         let plan = world::plan(env.settings.mode, world)?;
+        if let ComponentCode::Precompiled {
+            footprint: Some(footprint),
+            ..
+        } = &code
+        {
+            let settings = &env.settings;
+            engine::Pool::sized(
+                *footprint,
+                settings.max_concurrency,
+                settings.max_instance_memory,
+            )?;
+        }
         Ok(Self {
             world,
             plan,

@@ -1046,6 +1046,29 @@ fn bad_setting_fails_to_start_naming_the_variable(s: &Suite) {
         "the accepted values are not named\n{output}"
     );
     s.containerd.assert_cleaned_up("bad-listen");
+
+    // settings that leave the program's instances no room fail the start too
+    let mut task = s.containerd.run(
+        "too-little-memory",
+        &image,
+        &[("WASMHTTP_MAX_INSTANCE_MEMORY", "64Ki")],
+        &[],
+        &[],
+    );
+    let status = task
+        .wait(Duration::from_secs(30))
+        .expect("a start that cannot fit must fail fast");
+    assert!(!status.success());
+    let output = task.output();
+    // refused when the container starts (the cache knew the footprint),
+    // not by a process that started and exited
+    assert!(
+        output.contains("can't handle spec")
+            && output.contains("largest linear memory starts at")
+            && output.contains("WASMHTTP_MAX_INSTANCE_MEMORY=64 KiB"),
+        "{output}"
+    );
+    s.containerd.assert_cleaned_up("too-little-memory");
 }
 
 fn sigterm_drains_requests_in_flight(s: &Suite) {

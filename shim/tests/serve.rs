@@ -533,6 +533,16 @@ fn unrunnable_input_and_bad_settings_are_explained() {
         &[],
         &["settings, not guest variables"],
     );
+    // the fixture's memory starts at 17 pages (1.06 MiB)
+    fails_with(
+        &["serve", hello.to_str().unwrap()],
+        &[("WASMHTTP_MAX_INSTANCE_MEMORY", "64Ki")],
+        &[
+            "starts at 1.1 MiB",
+            "WASMHTTP_MAX_INSTANCE_MEMORY=64 KiB",
+            "by 1.0 MiB",
+        ],
+    );
     let library = fixture(&dir, "library-module");
     fails_with(
         &[
