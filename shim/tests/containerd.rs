@@ -159,6 +159,25 @@ impl Suite {
             .to_string()
     }
 
+    /// `ctr run` of a container that must fail to start (within 60 s) and
+    /// leave nothing behind; returns what ctr and the container printed.
+    fn start_fails(
+        &self,
+        id: &str,
+        image: &str,
+        env: &[(&str, &str)],
+        flags: &[&str],
+        args: &[&str],
+    ) -> String {
+        let mut task = self.containerd.run(id, image, env, flags, args);
+        let status = task
+            .wait(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{id} did not fail fast\n{}", task.output()));
+        assert!(!status.success(), "{id} started\n{}", task.output());
+        self.containerd.assert_cleaned_up(id);
+        task.output()
+    }
+
     fn stop(&self, task: &mut support::containerd::Task) {
         self.containerd
             .ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", &task.id]);
@@ -425,19 +444,14 @@ fn log_uris_receive_the_guests_output(s: &Suite) {
     s.stop(&mut task);
 
     // a scheme nobody handles fails the start, saying so
-    let mut task = s.containerd.run(
+    let output = s.start_fails(
         "log-bad",
         &image,
         &[],
         &["--log-uri=syslog://localhost/x"],
         &[],
     );
-    let status = task
-        .wait(Duration::from_secs(30))
-        .expect("a start with a bad log URI ends");
-    assert!(!status.success(), "{}", task.output());
-    assert!(task.output().contains("syslog"), "{}", task.output());
-    s.containerd.assert_cleaned_up("log-bad");
+    assert!(output.contains("syslog"), "{output}");
 }
 
 fn trap_answers_500_and_the_next_request_200(s: &Suite) {
@@ -697,12 +711,7 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
                 images::rootfs_image(&s.work, content, "/component.wasm", &reference, platform);
             s.import(&tar, &["--all-platforms"]);
             let id = format!("bad-{name}-{suffix}");
-            let mut task = s.containerd.run(&id, &reference, &[], flags, &[]);
-            let status = task
-                .wait(Duration::from_secs(30))
-                .unwrap_or_else(|| panic!("{id} did not fail\n{}", task.output()));
-            assert!(!status.success(), "{id} started\n{}", task.output());
-            let output = task.output();
+            let output = s.start_fails(&id, &reference, &[], flags, &[]);
             assert!(
                 output.contains(reason),
                 "{id}: the reason {reason:?} is not shown\n{output}"
@@ -716,20 +725,12 @@ fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {
                 output.contains("wasmhttp executor can't handle spec: "),
                 "{output}"
             );
-            s.containerd.assert_cleaned_up(&id);
         }
     }
     // an entrypoint that is not in the image
     let image = s.import_fixture("hello");
-    let mut task = s
-        .containerd
-        .run("missing-entrypoint", &image, &[], &[], &["/missing.wasm"]);
-    let status = task
-        .wait(Duration::from_secs(30))
-        .expect("a missing entrypoint must fail fast");
-    assert!(!status.success());
-    assert!(task.output().contains("/missing.wasm"), "{}", task.output());
-    s.containerd.assert_cleaned_up("missing-entrypoint");
+    let output = s.start_fails("missing-entrypoint", &image, &[], &[], &["/missing.wasm"]);
+    assert!(output.contains("/missing.wasm"), "{output}");
     assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
 }
 
@@ -750,36 +751,22 @@ fn missing_content_and_a_busy_port_fail_with_the_cause(s: &Suite) {
     s.import(&tar, &["--no-unpack"]);
     let layer = s.first_layer(reference);
     s.containerd.ctr_ok(&["content", "rm", &layer]);
-    let mut task = s.containerd.run("missing-layer", reference, &[], &[], &[]);
-    let status = task
-        .wait(Duration::from_secs(30))
-        .expect("an image with missing content must fail fast");
-    assert!(!status.success());
+    let output = s.start_fails("missing-layer", reference, &[], &[], &[]);
     assert!(
-        task.output().contains(&layer) && task.output().contains("not found"),
-        "the missing digest is not named\n{}",
-        task.output()
+        output.contains(&layer) && output.contains("not found"),
+        "the missing digest is not named\n{output}"
     );
-    s.containerd.assert_cleaned_up("missing-layer");
 
     // the listen port is taken
     let image = s.import_fixture("hello");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let mut task = s
-        .containerd
-        .run("busy-port", &image, &[("WASMHTTP_LISTEN", &addr)], &[], &[]);
-    let status = task
-        .wait(Duration::from_secs(30))
-        .expect("a busy port must fail fast");
-    assert!(!status.success());
+    let output = s.start_fails("busy-port", &image, &[("WASMHTTP_LISTEN", &addr)], &[], &[]);
     assert!(
-        task.output().contains(&format!("cannot listen on {addr}"))
-            && task.output().contains("Address already in use"),
-        "{}",
-        task.output()
+        output.contains(&format!("cannot listen on {addr}"))
+            && output.contains("Address already in use"),
+        "{output}"
     );
-    s.containerd.assert_cleaned_up("busy-port");
     assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
 }
 
@@ -819,21 +806,14 @@ fn layers_the_shim_cannot_read_or_load_fail_with_the_cause(s: &Suite) {
         Some(""),
     );
     s.import(&tar, &["--all-platforms", "--no-unpack"]);
-    let mut task = s.containerd.run(
+    let output = s.start_fails(
         "untyped-layer",
         reference,
         &[],
         &["--platform", "wasi/wasm"],
         &[],
     );
-    let status = task.wait(Duration::from_secs(30)).expect("fails fast");
-    assert!(!status.success());
-    assert!(
-        task.output().contains("no processor for media-type"),
-        "{}",
-        task.output()
-    );
-    s.containerd.assert_cleaned_up("untyped-layer");
+    assert!(output.contains("no processor for media-type"), "{output}");
     // ... and the shim, handed it without unpacking, names it
     let error = UnpackLess::start_fails(
         &s.containerd,
@@ -859,18 +839,13 @@ fn layers_the_shim_cannot_read_or_load_fail_with_the_cause(s: &Suite) {
     drop(huge);
     s.import(&tar, &[]);
     let _ = std::fs::remove_file(&tar);
-    let mut task = s.containerd.run("huge-component", reference, &[], &[], &[]);
-    let status = task
-        .wait(Duration::from_secs(60))
-        .expect("a huge component must fail fast");
-    assert!(!status.success());
+    let output = s.start_fails("huge-component", reference, &[], &[], &[]);
     assert!(
-        task.output()
-            .contains("the entrypoint /component.wasm is 314572800 bytes; wasmhttp loads components of up to 256 MiB"),
-        "{}",
-        task.output()
+        output.contains(
+            "the entrypoint /component.wasm is 314572800 bytes; wasmhttp loads components of up to 256 MiB"
+        ),
+        "{output}"
     );
-    s.containerd.assert_cleaned_up("huge-component");
     s.containerd.ctr_ok(&["images", "rm", "--sync", reference]);
     assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
 }
@@ -1025,18 +1000,13 @@ fn a_killed_shim_is_reported_and_cleaned_up(s: &Suite) {
 
 fn bad_setting_fails_to_start_naming_the_variable(s: &Suite) {
     let image = s.import_fixture("hello");
-    let mut task = s.containerd.run(
+    let output = s.start_fails(
         "bad-listen",
         &image,
         &[("WASMHTTP_LISTEN", "not-an-address")],
         &[],
         &[],
     );
-    let status = task
-        .wait(Duration::from_secs(30))
-        .expect("a bad setting must fail fast");
-    assert!(!status.success());
-    let output = task.output();
     assert!(
         output.contains("WASMHTTP_LISTEN") && output.contains("not-an-address"),
         "{output}"
@@ -1045,30 +1015,23 @@ fn bad_setting_fails_to_start_naming_the_variable(s: &Suite) {
         output.contains("socket address"),
         "the accepted values are not named\n{output}"
     );
-    s.containerd.assert_cleaned_up("bad-listen");
 
-    // settings that leave the program's instances no room fail the start too
-    let mut task = s.containerd.run(
+    // settings that leave the program's instances no room fail the start
+    // too: refused when the container starts (the cache knew the
+    // footprint), not by a process that started and exited
+    let output = s.start_fails(
         "too-little-memory",
         &image,
         &[("WASMHTTP_MAX_INSTANCE_MEMORY", "64Ki")],
         &[],
         &[],
     );
-    let status = task
-        .wait(Duration::from_secs(30))
-        .expect("a start that cannot fit must fail fast");
-    assert!(!status.success());
-    let output = task.output();
-    // refused when the container starts (the cache knew the footprint),
-    // not by a process that started and exited
     assert!(
         output.contains("can't handle spec")
             && output.contains("largest linear memory starts at")
             && output.contains("WASMHTTP_MAX_INSTANCE_MEMORY=64 KiB"),
         "{output}"
     );
-    s.containerd.assert_cleaned_up("too-little-memory");
 }
 
 fn sigterm_drains_requests_in_flight(s: &Suite) {
