@@ -189,12 +189,14 @@ impl Pool {
 impl std::fmt::Display for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let footprint = &self.footprint;
+        let count =
+            |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         write!(
             f,
-            "instance pool: {} instances of {} linear memories and {} tables each",
-            self.slots(),
-            footprint.memories,
-            footprint.tables
+            "instance pool: {}, each with {} and {}",
+            count(self.slots(), "instance", "instances"),
+            count(footprint.memories, "linear memory", "linear memories"),
+            count(footprint.tables, "table", "tables"),
         )
     }
 }
@@ -443,6 +445,15 @@ mod tests {
         largest_initial_memory: 1 << 20,
         largest_initial_table: 10,
     };
+
+    #[test]
+    fn the_pool_says_what_it_reserved() {
+        let pool = Pool::sized(ONE_MEMORY, 16, 64 << 20).unwrap();
+        assert_eq!(
+            pool.to_string(),
+            "instance pool: 22 instances, each with 1 linear memory and 1 table"
+        );
+    }
 
     #[test]
     fn a_memory_larger_than_the_instance_cap_is_refused_by_how_much() {
