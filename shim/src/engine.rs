@@ -33,9 +33,10 @@ const TABLE_ELEMENTS: u64 = 200_000;
 
 /// What one pool slot of a linear memory reserves of the address space:
 /// wasmtime's 4 GiB reservation for 32-bit memories (what lets compiled code
-/// skip bounds checks; changing it would change the artifacts) and its
-/// 32 MiB guard region.
-const MEMORY_SLOT_BYTES: u64 = (4 << 30) + (32 << 20);
+/// skip bounds checks; changing it would change the artifacts), or the
+/// memory's own maximum if larger, plus its guard region.
+const MEMORY_RESERVATION: u64 = 4 << 30;
+const MEMORY_GUARD: u64 = 32 << 20;
 /// What the pool may reserve of the process' 128 TiB of address space,
 /// leaving the rest to the shim, its compiled code and the kernel's layout.
 const ADDRESS_SPACE_BUDGET: u64 = 64 << 40;
@@ -43,8 +44,10 @@ const ADDRESS_SPACE_BUDGET: u64 = 64 << 40;
 pub use crate::footprint::Footprint;
 
 impl Footprint {
-    /// The program whose footprint is not known yet (compiling, precompiling,
-    /// or finding out): room for any program wasmtime accepts per component.
+    /// The program whose footprint is not known yet: engines that compile,
+    /// precompile or find a footprint out never instantiate, so their pool's
+    /// totals hardly matter (what a component may have per instance is
+    /// bounded by the per-component maxima above, the same in every engine).
     const ANY: Footprint = Footprint {
         memories: 2,
         tables: 4,
@@ -181,7 +184,7 @@ impl Pool {
         let slots = u64::from(self.slots());
         let memories = slots * u64::from(self.footprint.memories.max(1));
         let tables = slots * u64::from(self.footprint.tables.max(1));
-        let memory_slot = MEMORY_SLOT_BYTES.max(self.memory + (32 << 20));
+        let memory_slot = MEMORY_RESERVATION.max(self.memory) + MEMORY_GUARD;
         memories * memory_slot + tables * self.table_elements() * 8
     }
 }
