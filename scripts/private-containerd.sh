@@ -4,16 +4,26 @@
 # tests/support; this script serves the demo and manual experiments.
 #   private-containerd.sh start DIR BIN_DIR
 #   private-containerd.sh stop DIR
+# CONTAINERD_VERSION=1.7 or 2.1 runs that release from build/containerd/
+# (scripts/containerd-versions.sh) instead of the host's own.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cmd="${1:?start|stop}"; dir="${2:?DIR}"
+
+template=config-v2.toml.in
+case "${CONTAINERD_VERSION:-}" in
+"") ;;
+1.7) PATH="$here/build/containerd/1.7/usr/bin:$PATH" ;;
+2.1) PATH="$here/build/containerd/2.1/usr/bin:$PATH"; template=config-v3.toml.in ;;
+*) echo "CONTAINERD_VERSION: 1.7 or 2.1 (or unset for the host's)" >&2; exit 2 ;;
+esac
 
 case "$cmd" in
 start)
   bin_dir="${3:?BIN_DIR}"
   mkdir -p "$dir/cni"
   sed -e "s|@DIR@|$dir|g" -e "s|@SANDBOX_IMAGE@|docker.io/wasmhttp/pause:local|g" \
-    "$here/tests/containerd/config.toml.in" > "$dir/config.toml"
+    "$here/tests/containerd/$template" > "$dir/config.toml"
   PATH="$bin_dir:$PATH" setsid containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
   echo $! > "$dir/containerd.pid"
   for _ in $(seq 1 100); do

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
-use support::containerd::PrivateContainerd;
+use support::containerd::{self, PrivateContainerd};
 use support::harness;
 use support::http;
 use support::images;
@@ -74,12 +74,17 @@ const CASES: &[harness::Case<Suite>] = &[
 
 fn main() {
     harness::run(
+        &containerd::versions(),
         CASES,
-        || {
-            let work = std::env::temp_dir().join(format!("wasmhttp-cri-{}", std::process::id()));
+        |version| {
+            let work = std::env::temp_dir().join(format!(
+                "wasmhttp-cri-{}-{}",
+                std::process::id(),
+                version.name()
+            ));
             std::fs::create_dir_all(&work).unwrap();
             let suite = Suite {
-                containerd: PrivateContainerd::start(),
+                containerd: PrivateContainerd::start(*version),
                 work,
                 rt: tokio::runtime::Runtime::new().unwrap(),
             };

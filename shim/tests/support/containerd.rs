@@ -1,35 +1,139 @@
 //! A private containerd for the test suite: its own root, state and socket
 //! under a temp dir, our shim on its PATH, the config shared with the demo
-//! (`tests/containerd/config.toml.in`). Driven through `ctr`, as a user would.
+//! (`tests/containerd/config-v*.toml.in`). Driven through `ctr`, as a user
+//! would. The suites run on every [`Version`] in turn.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const CONFIG_TEMPLATE: &str = include_str!("../../../tests/containerd/config.toml.in");
 pub const RUNTIME: &str = "io.containerd.wasmhttp.v1";
 pub const NAMESPACE: &str = "wasmhttp-test";
 
+/// The containerd releases the suites run on: the host's own (Debian
+/// bookworm's 1.6) and the two that `scripts/containerd-versions.sh` fetches
+/// into `build/containerd/` (Debian trixie's 1.7, sid's 2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    V1_6,
+    V1_7,
+    V2_1,
+}
+
+impl Version {
+    pub const ALL: [Version; 3] = [Version::V1_6, Version::V1_7, Version::V2_1];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V1_6 => "1.6",
+            Version::V1_7 => "1.7",
+            Version::V2_1 => "2.1",
+        }
+    }
+
+    /// containerd 2 reads config version 3, with the CRI plugin split in
+    /// `io.containerd.cri.v1.runtime` and `io.containerd.cri.v1.images`.
+    pub fn is_2x(self) -> bool {
+        self == Version::V2_1
+    }
+
+    /// Where this release's `containerd`, `ctr` and runc shim are.
+    pub fn bin_dir(self) -> PathBuf {
+        match self {
+            Version::V1_6 => PathBuf::from("/usr/bin"),
+            other => Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../build/containerd")
+                .join(other.name())
+                .join("usr/bin"),
+        }
+    }
+
+    pub fn containerd(self) -> PathBuf {
+        self.bin_dir().join("containerd")
+    }
+
+    pub fn ctr(self) -> PathBuf {
+        self.bin_dir().join("ctr")
+    }
+
+    fn config_template(self) -> &'static str {
+        if self.is_2x() {
+            include_str!("../../../tests/containerd/config-v3.toml.in")
+        } else {
+            include_str!("../../../tests/containerd/config-v2.toml.in")
+        }
+    }
+
+    /// The TOML table that holds CRI's runtimes in this release's config.
+    pub fn runtimes_table(self) -> &'static str {
+        if self.is_2x() {
+            "plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes"
+        } else {
+            "plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes"
+        }
+    }
+
+    /// Fails, saying how to get it, when this release is not on the machine.
+    fn check_installed(self) {
+        let version = Command::new(self.containerd()).arg("--version").output();
+        let said = version
+            .as_ref()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        assert!(
+            said.contains(&format!(" {}.", self.name())),
+            "containerd {} is not at {} ({}): `make setup` installs it (scripts/containerd-versions.sh)",
+            self.name(),
+            self.containerd().display(),
+            version.map_or_else(|e| e.to_string(), |_| format!("it says {said:?}"))
+        );
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "containerd {}", self.name())
+    }
+}
+
+/// The releases to run on: all, or those `WASMHTTP_CONTAINERD` names
+/// (comma-separated, e.g. `2.1` or `1.6,2.1`) for a quicker run by hand.
+pub fn versions() -> Vec<Version> {
+    match std::env::var("WASMHTTP_CONTAINERD") {
+        Ok(wanted) if !wanted.trim().is_empty() => wanted
+            .split(',')
+            .map(|name| {
+                *Version::ALL
+                    .iter()
+                    .find(|v| v.name() == name.trim())
+                    .unwrap_or_else(|| {
+                        panic!("WASMHTTP_CONTAINERD={wanted}: each of 1.6, 1.7 or 2.1")
+                    })
+            })
+            .collect(),
+        _ => Version::ALL.to_vec(),
+    }
+}
+
 pub struct PrivateContainerd {
     pub dir: PathBuf,
+    pub version: Version,
     // behind a lock so that a case can play containerd's supervisor
     daemon: std::sync::Mutex<Child>,
 }
 
 impl PrivateContainerd {
-    pub fn start() -> Self {
+    pub fn start(version: Version) -> Self {
         assert!(
             nix_is_root(),
             "the containerd suite drives a real containerd and must run as root"
         );
-        assert!(
-            Command::new("containerd")
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success()),
-            "containerd is not installed: run `make setup` (Debian package containerd)"
-        );
-        let dir = std::env::temp_dir().join(format!("wasmhttp-containerd-{}", std::process::id()));
+        version.check_installed();
+        let dir = std::env::temp_dir().join(format!(
+            "wasmhttp-containerd-{}-{}",
+            std::process::id(),
+            version.name()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         let bin = dir.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
@@ -40,7 +144,8 @@ impl PrivateContainerd {
             bin.join("containerd-shim-wasmhttp-v1"),
         )
         .unwrap();
-        let config = CONFIG_TEMPLATE
+        let config = version
+            .config_template()
             .replace("@DIR@", dir.to_str().unwrap())
             .replace("@SANDBOX_IMAGE@", "docker.io/wasmhttp/pause:local");
         std::fs::write(dir.join("config.toml"), config).unwrap();
@@ -68,9 +173,15 @@ impl PrivateContainerd {
         )
         .unwrap();
         std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let daemon = spawn_daemon(&dir.join("containerd.log"), &dir.join("config.toml"), &bin);
+        let daemon = spawn_daemon(
+            version,
+            &dir.join("containerd.log"),
+            &dir.join("config.toml"),
+            &bin,
+        );
         let containerd = Self {
             dir,
+            version,
             daemon: std::sync::Mutex::new(daemon),
         };
         containerd.wait_until_up();
@@ -107,7 +218,7 @@ impl PrivateContainerd {
             assert!(Instant::now() < deadline, "containerd was not stopped");
             std::thread::sleep(Duration::from_millis(50));
         };
-        *daemon = spawn_daemon(&self.dir.join("containerd.log"), config, bin);
+        *daemon = spawn_daemon(self.version, &self.dir.join("containerd.log"), config, bin);
         drop(daemon);
         self.wait_until_up();
         status
@@ -126,6 +237,7 @@ impl PrivateContainerd {
         }
         while_down();
         *daemon = spawn_daemon(
+            self.version,
             &self.dir.join("containerd.log"),
             &self.config(),
             &self.dir.join("bin"),
@@ -165,7 +277,7 @@ impl PrivateContainerd {
 
     /// ctr in another containerd namespace (`k8s.io` is CRI's).
     pub fn ctr_command_in(&self, namespace: &str) -> Command {
-        let mut command = Command::new("ctr");
+        let mut command = Command::new(self.version.ctr());
         command
             .arg("--address")
             .arg(self.socket())
@@ -349,17 +461,18 @@ impl PrivateContainerd {
     }
 }
 
-/// containerd reading `config` (appending to the suite's log), with `bin`
-/// first on its PATH: containerd finds `containerd-shim-wasmhttp-v1` for
-/// io.containerd.wasmhttp.v1 there.
-fn spawn_daemon(log: &Path, config: &Path, bin: &Path) -> Child {
+/// containerd `version` reading `config` (appending to the suite's log),
+/// with `bin` first on its PATH: containerd finds `containerd-shim-wasmhttp-v1`
+/// for io.containerd.wasmhttp.v1 there, and the release's own runc shim next.
+fn spawn_daemon(version: Version, log: &Path, config: &Path, bin: &Path) -> Child {
     let log = std::fs::OpenOptions::new().append(true).open(log).unwrap();
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         bin.display(),
+        version.bin_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    Command::new("containerd")
+    Command::new(version.containerd())
         .arg("--config")
         .arg(config)
         .env("PATH", path)
@@ -473,16 +586,21 @@ pub struct Suite {
     pub work: PathBuf,
 }
 
-/// Runs `cases` against one private containerd, torn down at the end (see
-/// [`super::harness::run`]).
-pub fn run_suite(name: &str, cases: &[super::harness::Case<Suite>]) -> ! {
+/// Runs `cases` against a private containerd of each of `versions` in turn,
+/// each torn down at the end (see [`super::harness::run`]).
+pub fn run_suite(name: &str, versions: &[Version], cases: &[super::harness::Case<Suite>]) -> ! {
     super::harness::run(
+        versions,
         cases,
-        || {
-            let work = std::env::temp_dir().join(format!("wasmhttp-{name}-{}", std::process::id()));
+        |version| {
+            let work = std::env::temp_dir().join(format!(
+                "wasmhttp-{name}-{}-{}",
+                std::process::id(),
+                version.name()
+            ));
             std::fs::create_dir_all(&work).unwrap();
             Suite {
-                containerd: PrivateContainerd::start(),
+                containerd: PrivateContainerd::start(*version),
                 work,
             }
         },

@@ -1,7 +1,7 @@
 //! The small test harness of the suites that share one expensive fixture (a
-//! private containerd): cases run in order, a failing case does not stop the
-//! others, teardown always runs and reports leaks, and the summary line is
-//! libtest's.
+//! private containerd): for each variant of the fixture (each containerd
+//! release), cases run in order, a failing case does not stop the others,
+//! teardown always runs and reports leaks, and the summary line is libtest's.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -9,45 +9,56 @@ use std::time::Instant;
 pub type Case<S> = (&'static str, fn(&S));
 
 /// Runs `cases` (filtered by the first non-flag argument) against the suite
-/// `start` builds, then `teardown`, which returns anything it found leaked.
-pub fn run<S>(
+/// `start` builds for each of `variants`, then `teardown`, which returns
+/// anything it found leaked. A failure is named with its variant.
+pub fn run<V: std::fmt::Display, S>(
+    variants: &[V],
     cases: &[Case<S>],
-    start: impl FnOnce() -> S,
+    start: impl Fn(&V) -> S,
     log_tail: impl Fn(&S) -> String,
-    teardown: impl FnOnce(S) -> Vec<String>,
+    teardown: impl Fn(S) -> Vec<String>,
 ) -> ! {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let selected: Vec<_> = cases
         .iter()
         .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
         .collect();
-    println!("\nrunning {} tests", selected.len());
-    let suite = start();
+    println!("\nrunning {} tests", selected.len() * variants.len());
 
     let mut failed = Vec::new();
-    for (name, case) in &selected {
-        let started = Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| case(&suite)));
-        let took = started.elapsed().as_secs_f64();
-        if result.is_ok() {
-            println!("test {name} ... ok ({took:.1}s)");
-        } else {
-            println!("test {name} ... FAILED ({took:.1}s)");
-            failed.push(*name);
+    let mut passed = 0;
+    for variant in variants {
+        println!("\n{variant}");
+        let suite = start(variant);
+        let mut failed_here = Vec::new();
+        for (name, case) in &selected {
+            let started = Instant::now();
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| case(&suite)));
+            let took = started.elapsed().as_secs_f64();
+            if result.is_ok() {
+                println!("test {name} [{variant}] ... ok ({took:.1}s)");
+                passed += 1;
+            } else {
+                println!("test {name} [{variant}] ... FAILED ({took:.1}s)");
+                failed_here.push(format!("{name} [{variant}]"));
+            }
         }
+        let log = log_tail(&suite);
+        let leaks = teardown(suite);
+        if !leaks.is_empty() {
+            println!("still running after every case had cleaned up on {variant}: {leaks:?}");
+            failed_here.push(format!("teardown [{variant}]"));
+        }
+        if !failed_here.is_empty() {
+            println!("\nfailures on {variant}: {failed_here:?}\n--- {variant} log (tail)\n{log}");
+        }
+        failed.extend(failed_here);
     }
 
-    let log = log_tail(&suite);
-    let leaks = teardown(suite);
-    if !leaks.is_empty() {
-        println!("still running after every case had cleaned up: {leaks:?}");
-        failed.push("teardown");
-    }
-    if !failed.is_empty() {
-        println!("\nfailures: {failed:?}\n--- containerd log (tail)\n{log}");
-    }
-    let passed = selected.len() - failed.iter().filter(|f| **f != "teardown").count();
     let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
+    if !failed.is_empty() {
+        println!("\nfailures:\n    {}", failed.join("\n    "));
+    }
     println!(
         "\ntest result: {verdict}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out\n",
         failed.len()

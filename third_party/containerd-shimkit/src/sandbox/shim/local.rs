@@ -7,13 +7,13 @@ use std::sync::Arc;
 use anyhow::ensure;
 use containerd_shim::api::{
     ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest, Empty,
-    KillRequest, ShutdownRequest, StartRequest, StartResponse, StateRequest, StateResponse,
-    StatsRequest, StatsResponse, WaitRequest, WaitResponse,
+    KillRequest, PidsRequest, PidsResponse, ShutdownRequest, StartRequest, StartResponse,
+    StateRequest, StateResponse, StatsRequest, StatsResponse, WaitRequest, WaitResponse,
 };
 use containerd_shim::error::Error as ShimError;
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskStart};
 use containerd_shim::protos::shim::shim_ttrpc::Task;
-use containerd_shim::protos::types::task::Status;
+use containerd_shim::protos::types::task::{ProcessInfo, Status};
 use containerd_shim::util::IntoOption;
 use containerd_shim::{DeleteResponse, TtrpcContext, TtrpcResult};
 use futures::FutureExt as _;
@@ -488,6 +488,28 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
         tracing::Span::current().set_parent(extract_context(&_ctx.metadata));
 
         Ok(self.task_state(req).block_on()?)
+    }
+
+    // wasmhttp: containerd 2 asks a shim it reconnects to after a restart for
+    // its task's processes, and kills one that answers none as leaked; without
+    // this method every running container was killed by a containerd 2 restart.
+    #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
+    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        debug!("pids: {:?}", req);
+
+        let i = self.get_instance(req.id()).block_on()?;
+        let processes = i
+            .pid()
+            .map(|pid| ProcessInfo {
+                pid,
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        Ok(PidsResponse {
+            processes,
+            ..Default::default()
+        })
     }
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
