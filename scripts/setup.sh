@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 packages=(
   # the build: runwasi's libcontainer (seccomp, systemd cgroups, dbus) and protobuf
   protobuf-compiler libseccomp-dev pkg-config libsystemd-dev libdbus-1-dev build-essential
+  # OpenSSL for the oci-client crate the artifact test compares with (a dev-dependency)
+  libssl-dev
 )
 if [ "${1:-}" != build ]; then
   packages+=(

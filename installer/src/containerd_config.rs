@@ -5,7 +5,13 @@
 //! - config `version = 2` (containerd 1.x): `plugins."io.containerd.grpc.v1.cri".containerd.runtimes`;
 //! - config `version = 3` (containerd 2.x): `plugins."io.containerd.cri.v1.runtime".containerd.runtimes`;
 //! - k3s and rke2 regenerate `config.toml` on every start, so for them we
-//!   write `config.toml.tmpl`, which extends their base template.
+//!   write `config.toml.tmpl`, which extends their base template;
+//! - a version 3 config that imports drop-in files (`imports =
+//!   ["/etc/containerd/conf.d/*.toml"]`) gets a drop-in file of ours and is
+//!   not edited. containerd 2 merges an imported file's plugin tables into the
+//!   main config's; containerd 1.x replaces a whole plugin section with the
+//!   imported one (the CRI plugin's sandbox image, CNI and runc settings would
+//!   be lost), so a version 2 config is always edited in place.
 
 use anyhow::{Context, Result, bail};
 use toml_edit::{DocumentMut, Item, Table, value};
@@ -100,6 +106,79 @@ fn child_table<'a>(table: &'a mut Table, key: &str) -> Result<&'a mut Table> {
         .with_context(|| format!("`{key}` in containerd's config is not a table"))
 }
 
+/// The name of our drop-in file, in the directory a config's `imports` reads.
+pub const DROP_IN_NAME: &str = "wasmhttp.toml";
+
+/// The directory of the first `imports` entry of a version 3 config whose
+/// pattern takes [`DROP_IN_NAME`] (e.g. `/etc/containerd/conf.d/*.toml`), as
+/// the node sees it: absolute entries under `root`, relative ones from
+/// `config_dir`, as containerd resolves them. `None` for a version 2 config
+/// (see the module's comment) or one that imports no such directory.
+pub fn drop_in_dir(
+    text: &str,
+    root: &std::path::Path,
+    config_dir: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>> {
+    let doc: DocumentMut = text
+        .parse()
+        .context("containerd's config.toml is not valid TOML")?;
+    if doc.get("version").and_then(Item::as_integer) != Some(3) {
+        return Ok(None);
+    }
+    let Some(imports) = doc.get("imports").and_then(Item::as_array) else {
+        return Ok(None);
+    };
+    for pattern in imports.iter().filter_map(|entry| entry.as_str()) {
+        let pattern = std::path::Path::new(pattern);
+        let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else {
+            continue;
+        };
+        let is_glob = |text: &str| text.contains(['*', '?', '[']);
+        if !is_glob(&name.to_string_lossy())
+            || is_glob(&dir.to_string_lossy())
+            || !glob_matches(&name.to_string_lossy(), DROP_IN_NAME)
+        {
+            continue;
+        }
+        return Ok(Some(match dir.strip_prefix("/") {
+            Ok(below_root) => root.join(below_root),
+            Err(_) => config_dir.join(dir),
+        }));
+    }
+    Ok(None)
+}
+
+/// Our drop-in file for a version 3 config: only our runtime (containerd 2
+/// keeps its built-in runc entry beside it).
+pub fn drop_in() -> String {
+    format!(
+        "# The wasmhttp runtime, written by wasmhttp-node-installer and removed by its\n\
+         # uninstall. containerd reads it through the `imports` of its config.toml.\n\
+         version = 3\n\n\
+         [plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.{RUNTIME_NAME}]\n  \
+         runtime_type = \"{RUNTIME_TYPE}\"\n"
+    )
+}
+
+/// A file-name glob as containerd's imports use them (`*`, `?`; a `[` class
+/// is taken for a literal, which only makes us edit config.toml instead).
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // match[i][j]: pattern[..i] matches name[..j]
+    let mut matches = vec![vec![false; name.len() + 1]; pattern.len() + 1];
+    matches[0][0] = true;
+    for i in 1..=pattern.len() {
+        for j in 0..=name.len() {
+            matches[i][j] = match pattern[i - 1] {
+                '*' => matches[i - 1][j] || (j > 0 && matches[i][j - 1]),
+                '?' => j > 0 && matches[i - 1][j - 1],
+                c => j > 0 && name[j - 1] == c && matches[i - 1][j - 1],
+            };
+        }
+    }
+    matches[pattern.len()][name.len()]
+}
+
 /// Marks the block we add to a k3s/rke2 template, so it can be found again.
 const TEMPLATE_MARK: &str = "# wasmhttp runtime, managed by wasmhttp-node-installer";
 
@@ -163,6 +242,61 @@ fn remove_marked_block(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn version_3_configs_that_import_a_directory_get_a_drop_in_there() {
+        let root = Path::new("/host");
+        let dir = Path::new("/host/etc/containerd");
+        let absolute = "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n";
+        assert_eq!(
+            drop_in_dir(absolute, root, dir).unwrap().unwrap(),
+            Path::new("/host/etc/containerd/conf.d")
+        );
+        let relative = "version = 3\nimports = [\"/etc/other.toml\", \"conf.d/*.toml\"]\n";
+        assert_eq!(
+            drop_in_dir(relative, root, dir).unwrap().unwrap(),
+            Path::new("/host/etc/containerd/conf.d")
+        );
+        // patterns our file would not match, single files, globbed directories
+        for text in [
+            "version = 3\nimports = [\"/etc/containerd/conf.d/*.conf\"]\n",
+            "version = 3\nimports = [\"/etc/containerd/extra.toml\"]\n",
+            "version = 3\nimports = [\"/etc/*/conf.d/*.toml\"]\n",
+            "version = 3\nimports = []\n",
+            "version = 3\n",
+        ] {
+            assert_eq!(drop_in_dir(text, root, dir).unwrap(), None, "{text}");
+        }
+        // containerd 1.x replaces a whole plugin section from an imported file
+        let v2 = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n";
+        assert_eq!(drop_in_dir(v2, root, dir).unwrap(), None);
+        assert!(drop_in_dir("imports = [", root, dir).is_err());
+    }
+
+    #[test]
+    fn the_drop_in_is_a_version_3_config_with_only_our_runtime() {
+        let doc: DocumentMut = drop_in().parse().unwrap();
+        assert_eq!(doc["version"].as_integer(), Some(3));
+        let runtimes = &doc["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"];
+        assert_eq!(runtimes.as_table().unwrap().len(), 1);
+        assert_eq!(runtimes[RUNTIME_NAME]["runtime_type"].as_str(), Some(RUNTIME_TYPE));
+    }
+
+    #[test]
+    fn import_globs_match_as_containerd_matches_them() {
+        for (pattern, name, matches) in [
+            ("*.toml", "wasmhttp.toml", true),
+            ("*", "wasmhttp.toml", true),
+            ("wasm*.toml", "wasmhttp.toml", true),
+            ("wasmhttp.tom?", "wasmhttp.toml", true),
+            ("*.conf", "wasmhttp.toml", false),
+            ("10-*.toml", "wasmhttp.toml", false),
+            ("?", "wasmhttp.toml", false),
+        ] {
+            assert_eq!(glob_matches(pattern, name), matches, "{pattern} {name}");
+        }
+    }
 
     const V2: &str = r#"# the operator's comment
 version = 2

@@ -131,9 +131,18 @@ pub fn install(root: &Path, shim: &Path, flavour: Flavour) -> Result<Report> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => "version = 2\n".to_string(),
                 Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
             };
-            let updated = containerd_config::add_runtime(&current)
-                .with_context(|| format!("in {}", path.display()))?;
-            if let Some(updated) = updated {
+            if let Some(drop_ins) = containerd_config::drop_in_dir(&current, root, &dir)
+                .with_context(|| format!("in {}", path.display()))?
+            {
+                let drop_in = drop_ins.join(containerd_config::DROP_IN_NAME);
+                let content = containerd_config::drop_in();
+                if std::fs::read_to_string(&drop_in).ok().as_deref() != Some(content.as_str()) {
+                    write_atomically(&drop_in, content.as_bytes(), 0o644)?;
+                    report.changed_files.push(drop_in);
+                }
+            } else if let Some(updated) = containerd_config::add_runtime(&current)
+                .with_context(|| format!("in {}", path.display()))?
+            {
                 write_atomically(&path, updated.as_bytes(), 0o644)?;
                 report.changed_files.push(path);
             }
@@ -161,11 +170,21 @@ pub fn uninstall(root: &Path, flavour: Flavour) -> Result<Report> {
     match flavour {
         Flavour::Containerd => {
             let path = dir.join("config.toml");
-            if let Ok(current) = std::fs::read_to_string(&path)
-                && let Some(updated) = containerd_config::remove_runtime(&current)?
-            {
-                write_atomically(&path, updated.as_bytes(), 0o644)?;
-                report.changed_files.push(path);
+            if let Ok(current) = std::fs::read_to_string(&path) {
+                // our drop-in file and nothing else of that directory
+                if let Some(drop_ins) = containerd_config::drop_in_dir(&current, root, &dir)? {
+                    let drop_in = drop_ins.join(containerd_config::DROP_IN_NAME);
+                    if drop_in.exists() {
+                        std::fs::remove_file(&drop_in)
+                            .with_context(|| format!("removing {}", drop_in.display()))?;
+                        report.changed_files.push(drop_in);
+                    }
+                }
+                // and the entry an install before the config imported files wrote
+                if let Some(updated) = containerd_config::remove_runtime(&current)? {
+                    write_atomically(&path, updated.as_bytes(), 0o644)?;
+                    report.changed_files.push(path);
+                }
             }
         }
         Flavour::K3s | Flavour::Rke2 => {

@@ -715,11 +715,38 @@ fn invalid_component_fails_start_container_with_the_reason(s: &Suite) {
     pod.remove();
 }
 
+/// How a node's containerd is configured, as the installer meets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeLayout {
+    /// `/etc/containerd/config.toml` in the release's own format, edited in place.
+    Plain,
+    /// The same with `imports = ["conf.d/*.toml"]`: containerd 2 gets our
+    /// drop-in file there and an untouched config; containerd 1.x, which would
+    /// let that file replace its whole CRI section, gets its config edited.
+    DropIns,
+    /// k3s: `config.toml` generated from `config.toml.tmpl` at each start. No
+    /// k3s runs here: this case renders the template as k3s does (the base
+    /// config in place of `{{ template "base" . }}`) and restarts containerd.
+    K3sTemplate,
+}
+
 /// The installer, run as its DaemonSet runs it, against the config file the
-/// suite's containerd is actually reading: it adds the handler, restarts
-/// containerd by signal (this case plays the supervisor that starts it
-/// again), and a pod then runs with the shim it copied.
+/// suite's containerd is actually reading, for each layout a node of this
+/// containerd release may have: it adds the handler, restarts containerd by
+/// signal (this case plays the supervisor that starts it again), a pod then
+/// runs with the shim it copied, a second run changes nothing, and uninstall
+/// takes the handler away again.
 fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
+    let mut layouts = vec![NodeLayout::Plain, NodeLayout::DropIns];
+    if s.containerd.version.is_2x() {
+        layouts.push(NodeLayout::K3sTemplate);
+    }
+    for layout in layouts {
+        install_use_and_uninstall(s, layout);
+    }
+}
+
+fn install_use_and_uninstall(s: &Suite, layout: NodeLayout) {
     let installer = Path::new(env!("CARGO_BIN_EXE_containerd-shim-wasmhttp-v1"))
         .with_file_name("wasmhttp-node-installer");
     assert!(
@@ -727,29 +754,63 @@ fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
         "{} is missing: `make test` builds it (cargo build --workspace --bins)",
         installer.display()
     );
+    let version = s.containerd.version;
     // the node before the installer: the suite's config without our runtime
-    let node = s.work.join("node");
-    let node_config = node.join("etc/containerd/config.toml");
+    let node = s.work.join(format!("node-{layout:?}").to_lowercase());
+    let config_dir = node.join(match layout {
+        NodeLayout::K3sTemplate => "var/lib/rancher/k3s/agent/etc/containerd",
+        _ => "etc/containerd",
+    });
+    let node_config = config_dir.join("config.toml");
     let node_bin = node.join("opt/wasmhttp/bin");
-    std::fs::create_dir_all(node_config.parent().unwrap()).unwrap();
-    let ours = "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmhttp]\n  runtime_type = \"io.containerd.wasmhttp.v1\"\n";
+    std::fs::create_dir_all(config_dir.join("conf.d")).unwrap();
+    let ours = format!(
+        "[{}.wasmhttp]\n  runtime_type = \"io.containerd.wasmhttp.v1\"\n",
+        version.runtimes_table()
+    );
     let suite_config = std::fs::read_to_string(s.containerd.config()).unwrap();
-    assert!(suite_config.contains(ours), "{suite_config}");
-    std::fs::write(&node_config, suite_config.replace(ours, "")).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(*containerd_pids(&s.containerd.config()).first().unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    assert!(suite_config.contains(&ours), "{suite_config}");
+    let mut base = suite_config.replace(&ours, "");
+    // an operator's drop-in of its own, which the installer leaves alone
+    let operators = config_dir.join("conf.d/10-operator.toml");
+    if layout == NodeLayout::DropIns {
+        base = base.replacen(
+            "\nroot = ",
+            "\nimports = [\"conf.d/*.toml\"]\nroot = ",
+            1,
+        );
+        let format = if version.is_2x() { 3 } else { 2 };
+        std::fs::write(&operators, format!("version = {format}\n")).unwrap();
+    }
+    std::fs::write(&node_config, &base).unwrap();
+    let context = format!("{layout:?} on {version}");
+    // k3s renders its template into config.toml at each start
+    let render_k3s_template = || {
+        let template = std::fs::read_to_string(config_dir.join("config.toml.tmpl"))
+            .unwrap_or_else(|_| "{{ template \"base\" . }}\n".into());
+        std::fs::write(
+            &node_config,
+            template.replace("{{ template \"base\" . }}", &base),
+        )
+        .unwrap();
+    };
+    let stop_containerd = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(s.containerd.pid() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    };
+    stop_containerd();
     s.containerd
         .restart_after_exit(&node_config, &node_bin, Duration::from_secs(10));
     s.wait_for_cri();
     let refused = Pod::try_run(s, "before-install")
         .err()
-        .expect("a node without the installer has no wasmhttp handler");
+        .unwrap_or_else(|| panic!("{context}: a node without the installer has no wasmhttp handler"));
     assert!(
         refused.message().contains("wasmhttp"),
-        "{}",
+        "{context}: {}",
         refused.message()
     );
 
@@ -760,7 +821,11 @@ fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
             .arg(&node)
             .arg("--shim")
             .arg(env!("CARGO_BIN_EXE_containerd-shim-wasmhttp-v1"))
-            .args(["--restart", "signal"])
+            .args(match layout {
+                // there is no k3s process to signal: this case is k3s
+                NodeLayout::K3sTemplate => ["--restart", "never"],
+                _ => ["--restart", "signal"],
+            })
             .env_remove("NODE_NAME")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -774,25 +839,57 @@ fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(output.status.success(), "the installer failed:\n{text}");
+        assert!(output.status.success(), "{context}: the installer failed:\n{text}");
         text
     };
+    // runs the installer while playing containerd's supervisor (and k3s)
+    let install_or_uninstall = |command: &str| {
+        let child = run_installer(command);
+        if layout == NodeLayout::K3sTemplate {
+            let said = finish(child);
+            render_k3s_template();
+            stop_containerd();
+            s.containerd
+                .restart_after_exit(&node_config, &node_bin, Duration::from_secs(30));
+            s.wait_for_cri();
+            said
+        } else {
+            s.containerd
+                .restart_after_exit(&node_config, &node_bin, Duration::from_secs(30));
+            s.wait_for_cri();
+            finish(child)
+        }
+    };
 
-    let install = run_installer("install");
-    s.containerd
-        .restart_after_exit(&node_config, &node_bin, Duration::from_secs(30));
-    s.wait_for_cri();
-    let said = finish(install);
+    let said = install_or_uninstall("install");
+    let written = match (layout, version.is_2x()) {
+        (NodeLayout::DropIns, true) => config_dir.join("conf.d/wasmhttp.toml"),
+        (NodeLayout::K3sTemplate, _) => config_dir.join("config.toml.tmpl"),
+        _ => node_config.clone(),
+    };
     assert!(
-        said.contains("restarted containerd") && said.contains("config.toml"),
-        "{said}"
+        said.contains(&format!("changed {}", written.display())),
+        "{context}: {said}"
     );
+    if written != node_config && layout != NodeLayout::K3sTemplate {
+        assert_eq!(
+            std::fs::read_to_string(&node_config).unwrap(),
+            base,
+            "{context}: the node's own config was edited"
+        );
+    }
+    if layout == NodeLayout::DropIns && !version.is_2x() {
+        assert!(
+            !config_dir.join("conf.d/wasmhttp.toml").exists(),
+            "{context}: a drop-in would replace containerd 1's whole CRI section"
+        );
+    }
 
     let image = "wasmhttp-test/cri-hello:6";
     s.import_fixture("hello", image);
     let mut pod = Pod::run(s, "installed");
     pod.started("hello", image, &[]);
-    assert!(pod.get(8080, "/").text().contains("Hello"));
+    assert!(pod.get(8080, "/").text().contains("Hello"), "{context}");
     // the shim serving the pod is the copy the installer put on the node
     let (shim_pid, _) = s
         .containerd
@@ -802,29 +899,39 @@ fn node_installer_registers_the_handler_with_a_running_containerd(s: &Suite) {
         .expect("a shim for the pod");
     assert_eq!(
         std::fs::read_link(format!("/proc/{shim_pid}/exe")).unwrap(),
-        node_bin.join("containerd-shim-wasmhttp-v1")
+        node_bin.join("containerd-shim-wasmhttp-v1"),
+        "{context}"
     );
     pod.remove();
 
     // a second run changes nothing and leaves containerd alone
     let before = containerd_pids(&node_config);
     let said = finish(run_installer("install"));
-    assert!(said.contains("nothing to change"), "{said}");
+    assert!(said.contains("nothing to change"), "{context}: {said}");
     assert_eq!(
         containerd_pids(&node_config),
         before,
-        "containerd was restarted for nothing"
+        "{context}: containerd was restarted for nothing"
     );
 
-    let uninstall = run_installer("uninstall");
-    s.containerd
-        .restart_after_exit(&node_config, &node_bin, Duration::from_secs(30));
-    s.wait_for_cri();
-    finish(uninstall);
+    install_or_uninstall("uninstall");
     assert!(!node_bin.join("containerd-shim-wasmhttp-v1").exists());
+    let config_now = std::fs::read_to_string(&node_config).unwrap();
+    if written == node_config {
+        assert!(!config_now.contains(".wasmhttp]"), "{context}: {config_now}");
+    } else {
+        assert!(!written.exists(), "{context}: {} is left", written.display());
+        assert_eq!(
+            config_now, base,
+            "{context}: uninstall must leave the node's config as it found it"
+        );
+    }
+    if layout == NodeLayout::DropIns {
+        assert!(operators.exists(), "{context}: the operator's drop-in went too");
+    }
     assert!(
         Pod::try_run(s, "after-uninstall").is_err(),
-        "the handler must be gone after uninstall"
+        "{context}: the handler must be gone after uninstall"
     );
 }
 

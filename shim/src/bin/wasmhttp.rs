@@ -59,6 +59,19 @@ enum Command {
         /// Where to write the archive.
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
+        /// Write the CNCF Wasm OCI artifact (config application/vnd.wasm.config.v0+json,
+        /// one application/wasm layer), as `wkg oci push` lays it out, instead of an
+        /// image with a tar layer. containerd 2 runs it through CRI when the pod sets a
+        /// `command`; `ctr run` refuses it (see the README's containerd versions table).
+        #[arg(long)]
+        artifact: bool,
+        /// The artifact config's author (with --artifact; `wkg oci push --author`).
+        #[arg(long, requires = "artifact")]
+        author: Option<String>,
+        /// An annotation of the artifact's manifest (with --artifact; repeatable;
+        /// `wkg oci push --annotation`).
+        #[arg(long = "annotation", value_name = "KEY=VALUE", requires = "artifact", value_parser = key_value)]
+        annotations: Vec<(String, String)>,
     },
 }
 
@@ -85,9 +98,27 @@ fn run(cli: Cli) -> Result<i32> {
             component,
             name,
             output,
+            artifact,
+            author,
+            annotations,
         } => {
             let wasm = read(&component)?;
-            let summary = write_whole(&output, |out| image::write_image(&wasm, &name, out))?;
+            let summary = if artifact {
+                let metadata = image::ArtifactMetadata {
+                    created: created_now(),
+                    author,
+                    title: component
+                        .file_name()
+                        .map(|name| name.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    annotations: annotations.into_iter().collect(),
+                };
+                write_whole(&output, |out| {
+                    image::write_artifact(&wasm, &name, &metadata, out)
+                })?
+            } else {
+                write_whole(&output, |out| image::write_image(&wasm, &name, out))?
+            };
             eprintln!(
                 "wasmhttp: wrote {} ({}, {}) to {}",
                 summary.reference,
@@ -98,6 +129,25 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `KEY=VALUE`, as `wkg oci push --annotation` takes it.
+fn key_value(text: &str) -> Result<(String, String)> {
+    let (key, value) = text
+        .split_once('=')
+        .with_context(|| format!("{text:?}: expected KEY=VALUE"))?;
+    Ok((key.to_string(), value.to_string()))
+}
+
+/// The artifact's creation time as `wkg` writes it: now, or
+/// `SOURCE_DATE_EPOCH` (seconds) for a reproducible build.
+fn created_now() -> String {
+    let now = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|seconds| seconds.parse().ok())
+        .and_then(|seconds| chrono::DateTime::from_timestamp(seconds, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// Writes `output` through a temporary file beside it, renamed into place

@@ -200,6 +200,11 @@ impl PrivateContainerd {
         }
     }
 
+    /// The running daemon's process ID.
+    pub fn pid(&self) -> u32 {
+        self.daemon.lock().unwrap().id()
+    }
+
     /// The suite's config file, as rendered from the shared template.
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.toml")

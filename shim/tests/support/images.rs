@@ -252,6 +252,6 @@ fn one_layer_image(
         ));
     }
     archive
-        .finish(reference, manifest, &config, &[layer])
+        .finish(reference, manifest, Some((&config, &[layer])))
         .unwrap();
 }
