@@ -48,6 +48,10 @@ const CASES: &[harness::Case<Suite>] = &[
         runwasi_component_layer_image_runs,
     ),
     (
+        "ctr_refuses_the_wasm_oci_artifact_with_the_reason",
+        ctr_refuses_the_wasm_oci_artifact_with_the_reason,
+    ),
+    (
         "buildx_wasi_rootfs_image_runs",
         buildx_wasi_rootfs_image_runs,
     ),
@@ -565,6 +569,35 @@ fn starts_from_the_cache_the_second_time(s: &Suite, image: &str) {
         timings[1] * 3 < timings[0],
         "{image}: the cached start was not much faster: {timings:?}"
     );
+}
+
+/// The CNCF Wasm OCI artifact (`wasmhttp image --artifact`) under `ctr`: 1.6
+/// cannot unpack its `application/wasm` layer; 1.7 and 2.x import it (2.x
+/// through its transfer service) but `ctr run` reads only image configs. The
+/// error is containerd's own, before our shim is asked; CRI runs the artifact
+/// (tests/cri.rs), and `wasmhttp image` without --artifact is what ctr runs.
+fn ctr_refuses_the_wasm_oci_artifact_with_the_reason(s: &Suite) {
+    let reference = "docker.io/wasmhttp-test/artifact:1";
+    let wasm = images::fixture(&s.work, "hello");
+    let tar = images::wasm_artifact(&s.work, &wasm, reference);
+    let import = s
+        .containerd
+        .ctr(&["images", "import", tar.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&import.stderr).into_owned();
+    let refusal = if s.containerd.version == Version::V1_6 {
+        assert!(!import.status.success(), "{said}");
+        "mismatched image rootfs and manifest layers"
+    } else {
+        assert!(import.status.success(), "{said}");
+        "unknown image config media type application/vnd.wasm.config.v0+json"
+    };
+    let output = s.start_fails("artifact", reference, &[], &[], &[]);
+    assert!(output.contains(refusal), "{output}");
+    assert!(
+        s.containerd.shim_processes(Some("artifact")).is_empty(),
+        "containerd refuses before any shim starts"
+    );
+    s.containerd.ctr_ok(&["images", "rm", "--sync", reference]);
 }
 
 fn runwasi_component_layer_image_runs(s: &Suite) {

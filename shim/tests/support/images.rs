@@ -36,9 +36,19 @@ pub fn fixture(dir: &Path, name: &str) -> PathBuf {
 
 /// `wasmhttp image COMPONENT --name REFERENCE -o dir/…tar`; returns the archive.
 pub fn wasmhttp_image(dir: &Path, component: &Path, reference: &str) -> PathBuf {
+    wasmhttp_image_with(dir, component, reference, &[])
+}
+
+/// The CNCF Wasm OCI artifact of `component`: `wasmhttp image --artifact`.
+pub fn wasm_artifact(dir: &Path, component: &Path, reference: &str) -> PathBuf {
+    wasmhttp_image_with(dir, component, reference, &["--artifact"])
+}
+
+fn wasmhttp_image_with(dir: &Path, component: &Path, reference: &str, flags: &[&str]) -> PathBuf {
     let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
     let output = Command::new(env!("CARGO_BIN_EXE_wasmhttp"))
         .arg("image")
+        .args(flags)
         .arg(component)
         .args(["--name", reference, "-o"])
         .arg(&out)
