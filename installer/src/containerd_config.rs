@@ -163,7 +163,8 @@ pub fn drop_in() -> String {
 /// A file-name glob as containerd's imports use them (`*`, `?`; a `[` class
 /// is taken for a literal, which only makes us edit config.toml instead).
 fn glob_matches(pattern: &str, name: &str) -> bool {
-    let (pattern, name): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (pattern, name): (Vec<char>, Vec<char>) =
+        (pattern.chars().collect(), name.chars().collect());
     // match[i][j]: pattern[..i] matches name[..j]
     let mut matches = vec![vec![false; name.len() + 1]; pattern.len() + 1];
     matches[0][0] = true;
@@ -280,7 +281,10 @@ mod tests {
         assert_eq!(doc["version"].as_integer(), Some(3));
         let runtimes = &doc["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"];
         assert_eq!(runtimes.as_table().unwrap().len(), 1);
-        assert_eq!(runtimes[RUNTIME_NAME]["runtime_type"].as_str(), Some(RUNTIME_TYPE));
+        assert_eq!(
+            runtimes[RUNTIME_NAME]["runtime_type"].as_str(),
+            Some(RUNTIME_TYPE)
+        );
     }
 
     #[test]

@@ -211,8 +211,7 @@ pub fn write_artifact(
         }],
         annotations: (!metadata.annotations.is_empty()).then_some(&metadata.annotations),
     };
-    let manifest =
-        archive.add_blob(MediaType::ImageManifest, &serde_json::to_vec(&manifest)?)?;
+    let manifest = archive.add_blob(MediaType::ImageManifest, &serde_json::to_vec(&manifest)?)?;
     let manifest_digest = manifest.digest().to_string();
     archive.finish(&reference, manifest, None)?;
     Ok(ImageSummary {
@@ -232,7 +231,10 @@ fn world_items(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
     };
     let world = &resolve.worlds[world];
     let names = |items: &wit_parser::IndexMap<wit_parser::WorldKey, wit_parser::WorldItem>| {
-        items.keys().map(|key| resolve.name_world_key(key)).collect()
+        items
+            .keys()
+            .map(|key| resolve.name_world_key(key))
+            .collect()
     };
     Ok((names(&world.imports), names(&world.exports)))
 }
@@ -540,17 +542,17 @@ mod tests {
             (!metadata.annotations.is_empty()).then(|| metadata.annotations.clone()),
         );
         manifest.media_type = Some(oci_wasm::WASM_MANIFEST_MEDIA_TYPE.to_string());
-        (
-            serde_json::to_vec(&manifest).unwrap(),
-            config.data.to_vec(),
-        )
+        (serde_json::to_vec(&manifest).unwrap(), config.data.to_vec())
     }
 
     #[test]
     fn the_artifact_is_byte_for_byte_what_wkg_oci_push_writes() {
         let components = [
             ("hello.wasm", wasmhttp_fixtures::build("hello").unwrap()),
-            ("command.wasm", wasmhttp_fixtures::build("command-fails").unwrap()),
+            (
+                "command.wasm",
+                wasmhttp_fixtures::build("command-fails").unwrap(),
+            ),
         ];
         for (title, wasm) in components {
             for metadata in [
@@ -575,8 +577,7 @@ mod tests {
                 let summary = write_artifact(&wasm, "hello:1", &metadata, &mut out).unwrap();
                 let files = read_archive(&out);
                 let blob = |digest: &str| {
-                    files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))]
-                        .clone()
+                    files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))].clone()
                 };
                 let (manifest, config) = as_wkg_pushes_it(&wasm, &metadata);
                 assert_eq!(
@@ -601,7 +602,10 @@ mod tests {
                     "docker.io/library/hello:1"
                 );
                 assert!(entry.get("platform").is_none());
-                assert!(!files.contains_key("manifest.json"), "docker load cannot take it");
+                assert!(
+                    !files.contains_key("manifest.json"),
+                    "docker load cannot take it"
+                );
             }
         }
         // the config lists the world, as registries index it
@@ -620,7 +624,10 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|e| e.as_str().unwrap().starts_with("wasi:http/incoming-handler@")),
+                .any(|e| e
+                    .as_str()
+                    .unwrap()
+                    .starts_with("wasi:http/incoming-handler@")),
             "{config}"
         );
     }

@@ -742,7 +742,8 @@ fn the_wasm_oci_artifact_runs_with_a_command_where_containerd_unpacks_it(s: &Sui
     let said = String::from_utf8_lossy(&output.stderr);
     if s.containerd.version == containerd::Version::V1_6 {
         assert!(
-            !output.status.success() && said.contains("mismatched image rootfs and manifest layers"),
+            !output.status.success()
+                && said.contains("mismatched image rootfs and manifest layers"),
             "{said}"
         );
         return;
@@ -849,11 +850,7 @@ fn install_use_and_uninstall(s: &Suite, layout: NodeLayout) {
     // an operator's drop-in of its own, which the installer leaves alone
     let operators = config_dir.join("conf.d/10-operator.toml");
     if layout == NodeLayout::DropIns {
-        base = base.replacen(
-            "\nroot = ",
-            "\nimports = [\"conf.d/*.toml\"]\nroot = ",
-            1,
-        );
+        base = base.replacen("\nroot = ", "\nimports = [\"conf.d/*.toml\"]\nroot = ", 1);
         let format = if version.is_2x() { 3 } else { 2 };
         std::fs::write(&operators, format!("version = {format}\n")).unwrap();
     }
@@ -880,9 +877,9 @@ fn install_use_and_uninstall(s: &Suite, layout: NodeLayout) {
     s.containerd
         .restart_after_exit(&node_config, &node_bin, Duration::from_secs(10));
     s.wait_for_cri();
-    let refused = Pod::try_run(s, "before-install")
-        .err()
-        .unwrap_or_else(|| panic!("{context}: a node without the installer has no wasmhttp handler"));
+    let refused = Pod::try_run(s, "before-install").err().unwrap_or_else(|| {
+        panic!("{context}: a node without the installer has no wasmhttp handler")
+    });
     assert!(
         refused.message().contains("wasmhttp"),
         "{context}: {}",
@@ -914,7 +911,10 @@ fn install_use_and_uninstall(s: &Suite, layout: NodeLayout) {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(output.status.success(), "{context}: the installer failed:\n{text}");
+        assert!(
+            output.status.success(),
+            "{context}: the installer failed:\n{text}"
+        );
         text
     };
     // runs the installer while playing containerd's supervisor (and k3s)
@@ -993,9 +993,16 @@ fn install_use_and_uninstall(s: &Suite, layout: NodeLayout) {
     assert!(!node_bin.join("containerd-shim-wasmhttp-v1").exists());
     let config_now = std::fs::read_to_string(&node_config).unwrap();
     if written == node_config {
-        assert!(!config_now.contains(".wasmhttp]"), "{context}: {config_now}");
+        assert!(
+            !config_now.contains(".wasmhttp]"),
+            "{context}: {config_now}"
+        );
     } else {
-        assert!(!written.exists(), "{context}: {} is left", written.display());
+        assert!(
+            !written.exists(),
+            "{context}: {} is left",
+            written.display()
+        );
         // (k3s's rendering ends the template's last line)
         assert_eq!(
             config_now.trim_end(),
@@ -1004,7 +1011,10 @@ fn install_use_and_uninstall(s: &Suite, layout: NodeLayout) {
         );
     }
     if layout == NodeLayout::DropIns {
-        assert!(operators.exists(), "{context}: the operator's drop-in went too");
+        assert!(
+            operators.exists(),
+            "{context}: the operator's drop-in went too"
+        );
     }
     assert!(
         Pod::try_run(s, "after-uninstall").is_err(),
