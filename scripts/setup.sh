@@ -74,4 +74,12 @@ PY
   echo "$layer_sha256" > "$tools/bin/.layer"
   rm -rf "$download"
 fi
+# A registry on 127.0.0.1 for the CRI suite's pulls (tests/registry, Go).
+command -v go >/dev/null || { echo "setup: Go is required to build tests/registry: https://go.dev/dl" >&2; exit 1; }
+registry_stamp=$(cat tests/registry/go.mod tests/registry/go.sum tests/registry/main.go | sha256sum)
+if [ ! -x "$tools/bin/test-registry" ] || [ "$(cat "$tools/bin/.test-registry" 2>/dev/null)" != "$registry_stamp" ]; then
+  echo "setup: building the test registry (tests/registry)"
+  (cd tests/registry && go build -o "$OLDPWD/$tools/bin/test-registry" .)
+  echo "$registry_stamp" > "$tools/bin/.test-registry"
+fi
 echo "setup: ok"

@@ -66,6 +66,10 @@ const CASES: &[harness::Case<Suite>] = &[
         sockets_are_granted_inside_the_pod_network_namespace,
     ),
     (
+        "images_pulled_from_a_registry_run_precompiled",
+        images_pulled_from_a_registry_run_precompiled,
+    ),
+    (
         "the_wasm_oci_artifact_runs_with_a_command_where_containerd_unpacks_it",
         the_wasm_oci_artifact_runs_with_a_command_where_containerd_unpacks_it,
     ),
@@ -200,6 +204,28 @@ impl Suite {
         self.rt
             .block_on(future)
             .map(tonic_cri::Response::into_inner)
+    }
+
+    /// Whether the manifest `reference` names in `k8s.io` carries the shim's
+    /// precompile label in containerd's content store.
+    fn is_precompiled(&self, reference: &str) -> bool {
+        let ctr = |args: &[&str]| {
+            let output = self
+                .containerd
+                .ctr_command_in("k8s.io")
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let manifest = ctr(&["images", "ls"])
+            .lines()
+            .find(|l| l.starts_with(&format!("{reference} ")))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+            .unwrap_or_else(|| panic!("{reference} is not listed in k8s.io"));
+        ctr(&["content", "ls"])
+            .lines()
+            .any(|l| l.starts_with(&manifest) && l.contains("runwasi.io/precompiled/wasmhttp/"))
     }
 
     /// The kubelet's `imagePullPolicy: IfNotPresent` step: ImageStatus by the
@@ -722,6 +748,106 @@ fn invalid_component_fails_start_container_with_the_reason(s: &Suite) {
     pod.remove();
 }
 
+/// The kubelet's pull: images pushed to a registry on 127.0.0.1 (by ctr, as
+/// a CI pipeline pushes), PullImage through CRI — on containerd 2.1 through
+/// its transfer service —, then a pod that serves from the pulled image, whose
+/// component is precompiled after the pull as after an import. The Wasm OCI
+/// artifact too, where containerd unpacks it.
+fn images_pulled_from_a_registry_run_precompiled(s: &Suite) {
+    let registry = support::registry::Registry::start();
+    let hello = images::fixture(&s.work, "hello");
+    let mut pulls = vec![(
+        format!("{}/wasmhttp-test/pulled:1", registry.address),
+        images::wasmhttp_image(
+            &s.work,
+            &hello,
+            &format!("{}/wasmhttp-test/pulled:1", registry.address),
+        ),
+        &[][..],
+    )];
+    if s.containerd.version != containerd::Version::V1_6 {
+        let reference = format!("{}/wasmhttp-test/pulled-artifact:1", registry.address);
+        let tar = images::wasm_artifact(&s.work, &hello, &reference);
+        pulls.push((reference, tar, &["/"][..]));
+    }
+    {
+        let reference = format!("{}/wasmhttp-test/pulled-wasi:1", registry.address);
+        let wasm = std::fs::read(&hello).unwrap();
+        let tar = images::rootfs_image(
+            &s.work,
+            &wasm,
+            "/app/hello.wasm",
+            &reference,
+            images::Platform::WasiWasm,
+        );
+        pulls.push((reference, tar, &[][..]));
+    }
+    let mut pod = Pod::run(s, "pulled");
+    for (i, (reference, tar, command)) in pulls.iter().enumerate() {
+        // pushed from a namespace of its own, so the pull finds nothing local
+        let push = |args: &[&str]| {
+            let output = s
+                .containerd
+                .ctr_command_in("wasmhttp-push")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "ctr {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        push(&[
+            "images",
+            "import",
+            "--no-unpack",
+            "--all-platforms",
+            tar.to_str().unwrap(),
+        ]);
+        push(&["images", "push", "--plain-http", reference]);
+        push(&["images", "rm", "--sync", reference]);
+        assert!(
+            s.image_status(reference).is_none(),
+            "{reference} is already in k8s.io"
+        );
+
+        let pulled = s
+            .call(s.images().pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: reference.clone(),
+                    ..Default::default()
+                }),
+                auth: None,
+                sandbox_config: Some(pod.config.clone()),
+            }))
+            .unwrap_or_else(|e| panic!("PullImage {reference}: {}", e.message()));
+        assert!(pulled.image_ref.starts_with("sha256:"), "{pulled:?}");
+        // the containers of one pod share its ports
+        let port = 8080 + i as u16;
+        let listen = format!("0.0.0.0:{port}");
+        let admin = format!("0.0.0.0:{}", 9090 + i);
+        pod.start_with(
+            &format!("pulled-{i}"),
+            reference,
+            &[
+                ("WASMHTTP_LISTEN", &listen),
+                ("WASMHTTP_ADMIN_LISTEN", &admin),
+            ],
+            Vec::new(),
+            command,
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("starting {reference}: {}", e.message()));
+        assert!(pod.get(port, "/").text().contains("Hello"), "{reference}");
+        assert!(
+            s.is_precompiled(reference),
+            "{reference}: the pulled component was not precompiled"
+        );
+    }
+    pod.remove();
+}
+
 /// The CNCF Wasm OCI artifact (`wasmhttp image --artifact`, the layout of
 /// `wkg oci push`) through the kubelet's path. Its config has no entrypoint,
 /// so CRI refuses a container without a `command` ("no command specified");
@@ -762,31 +888,9 @@ fn the_wasm_oci_artifact_runs_with_a_command_where_containerd_unpacks_it(s: &Sui
     pod.start_with("hello", reference, &[], Vec::new(), &["/"], &[])
         .unwrap_or_else(|e| panic!("starting the artifact: {}", e.message()));
     assert!(pod.get(8080, "/").text().contains("Hello"));
-    let manifest = s.image_status(reference).expect("the artifact is listed");
     pod.remove();
-    let labels = s
-        .containerd
-        .ctr_command_in("k8s.io")
-        .args(["content", "ls"])
-        .output()
-        .unwrap();
-    let manifest_digest = String::from_utf8_lossy(
-        &s.containerd
-            .ctr_command_in("k8s.io")
-            .args(["images", "ls"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .lines()
-    .find(|l| l.starts_with(&format!("{reference} ")))
-    .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
-    .unwrap_or_else(|| panic!("{reference} not listed: {manifest:?}"));
     assert!(
-        String::from_utf8_lossy(&labels.stdout)
-            .lines()
-            .any(|l| l.starts_with(&manifest_digest)
-                && l.contains("runwasi.io/precompiled/wasmhttp/")),
+        s.is_precompiled(reference),
         "the artifact's component was not precompiled"
     );
 }

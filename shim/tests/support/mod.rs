@@ -7,4 +7,5 @@ pub mod harness;
 pub mod http;
 pub mod images;
 pub mod limits;
+pub mod registry;
 pub mod served;
