@@ -495,6 +495,29 @@ impl Client {
             layers.push(layer);
         }
 
+        // wasmhttp patch: another image with these very layers compiled them
+        // already (the same component pushed under two names, or as two
+        // layouts): mark this image as precompiled too, with its own gc refs
+        // to the compiled content, instead of finding nothing to compile and
+        // leaving it unmarked at every start.
+        if needs_precompile && !layers.is_empty() && layers.iter().all(|layer| layer.precompiled) {
+            let mut image_content = self.get_info(&image_digest).await?;
+            for (i, layer) in layers.iter().enumerate() {
+                let original = self.get_info(layer.config.digest()).await?;
+                if let Some(compiled) = original.labels.get(&precompile_id) {
+                    image_content.labels.insert(
+                        format!("containerd.io/gc.ref.content.precompile.{i}"),
+                        compiled.clone(),
+                    );
+                }
+            }
+            image_content
+                .labels
+                .insert(precompile_id.clone(), "true".to_string());
+            self.update_info(image_content).await?;
+            needs_precompile = false;
+        }
+
         if needs_precompile {
             log::info!("precompiling layers for image: {}", container.image);
             let compiled_layers = match compiler.compile(&layers).await {
