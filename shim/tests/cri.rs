@@ -114,18 +114,8 @@ fn main() {
 impl Suite {
     /// What `ctr -n k8s.io images import` (or a node's image preloader) does.
     fn import_k8s(&self, tar: &Path) {
-        let output = self
-            .containerd
-            .ctr_command_in("k8s.io")
-            .args(["images", "import"])
-            .arg(tar)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "import failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.containerd
+            .ctr_ok_in("k8s.io", &["images", "import", tar.to_str().unwrap()]);
     }
 
     /// Builds fixture `fixture` into a `wasmhttp image` and imports it as `reference`.
@@ -209,15 +199,7 @@ impl Suite {
     /// Whether the manifest `reference` names in `k8s.io` carries the shim's
     /// precompile label in containerd's content store.
     fn is_precompiled(&self, reference: &str) -> bool {
-        let ctr = |args: &[&str]| {
-            let output = self
-                .containerd
-                .ctr_command_in("k8s.io")
-                .args(args)
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        };
+        let ctr = |args: &[&str]| self.containerd.ctr_ok_in("k8s.io", args);
         let manifest = ctr(&["images", "ls"])
             .lines()
             .find(|l| l.starts_with(&format!("{reference} ")))
@@ -785,19 +767,7 @@ fn images_pulled_from_a_registry_run_precompiled(s: &Suite) {
     let mut pod = Pod::run(s, "pulled");
     for (i, (reference, tar, command)) in pulls.iter().enumerate() {
         // pushed from a namespace of its own, so the pull finds nothing local
-        let push = |args: &[&str]| {
-            let output = s
-                .containerd
-                .ctr_command_in("wasmhttp-push")
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "ctr {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
+        let push = |args: &[&str]| s.containerd.ctr_ok_in("wasmhttp-push", args);
         push(&[
             "images",
             "import",

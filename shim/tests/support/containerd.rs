@@ -297,7 +297,16 @@ impl PrivateContainerd {
 
     /// Runs ctr and returns its stdout; panics with everything ctr said if it fails.
     pub fn ctr_ok(&self, args: &[&str]) -> String {
-        let output = self.ctr(args);
+        self.ctr_ok_in(NAMESPACE, args)
+    }
+
+    /// [`Self::ctr_ok`] in another containerd namespace.
+    pub fn ctr_ok_in(&self, namespace: &str, args: &[&str]) -> String {
+        let output = self
+            .ctr_command_in(namespace)
+            .args(args)
+            .output()
+            .expect("running ctr");
         assert!(
             output.status.success(),
             "ctr {args:?} failed:\n{}{}",
