@@ -668,12 +668,14 @@ fn upstream(
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
                 line.clear();
             }
+            // counted before answering: the test reads the count as soon as
+            // the answer has come back through the guest
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     });
     (addr, served)
