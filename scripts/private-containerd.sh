@@ -5,7 +5,7 @@
 #   private-containerd.sh start DIR BIN_DIR
 #   private-containerd.sh stop DIR
 # CONTAINERD_VERSION=1.7 or 2.1 runs that release from build/containerd/
-# (scripts/containerd-versions.sh) instead of the host's own.
+# (scripts/debian-extras.sh) instead of the host's own.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cmd="${1:?start|stop}"; dir="${2:?DIR}"

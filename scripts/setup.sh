@@ -40,7 +40,7 @@ command -v cargo >/dev/null || { echo "setup: Rust (cargo) is required: https://
 if [ "${1:-}" = build ]; then echo "setup: build dependencies ok"; exit 0; fi
 
 # containerd 1.7 and 2.1 beside the host's 1.6, for the suites' version matrix
-scripts/containerd-versions.sh
+scripts/debian-extras.sh containerd
 
 venv=build/tools/venv
 requirements=(examples/hello-py/requirements.txt tests/requirements.txt)

@@ -11,7 +11,7 @@ pub const RUNTIME: &str = "io.containerd.wasmhttp.v1";
 pub const NAMESPACE: &str = "wasmhttp-test";
 
 /// The containerd releases the suites run on: the host's own (Debian
-/// bookworm's 1.6) and the two that `scripts/containerd-versions.sh` fetches
+/// bookworm's 1.6) and the two that `scripts/debian-extras.sh` fetches
 /// into `build/containerd/` (Debian trixie's 1.7, sid's 2.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
@@ -82,7 +82,7 @@ impl Version {
             .unwrap_or_default();
         assert!(
             said.contains(&format!(" {}.", self.name())),
-            "containerd {} is not at {} ({}): `make setup` installs it (scripts/containerd-versions.sh)",
+            "containerd {} is not at {} ({}): `make setup` installs it (scripts/debian-extras.sh)",
             self.name(),
             self.containerd().display(),
             version.map_or_else(|e| e.to_string(), |_| format!("it says {said:?}"))
