@@ -464,7 +464,15 @@ impl Client {
 
         let precompile_id = precompile_label(engine_name.as_ref(), compiler.cache_key());
 
-        let image_info = self.get_info(&image_digest).await?;
+        let mut image_info = self.get_info(&image_digest).await?;
+        // wasmhttp patch: see PrecompileLock.
+        let _precompile_lock = if image_info.labels.contains_key(&precompile_id) {
+            None
+        } else {
+            let lock = PrecompileLock::acquire().await;
+            image_info = self.get_info(&image_digest).await?;
+            lock
+        };
         if !wasm_platform
             && image_info.labels.get(&precompile_id).map(String::as_str) == Some(NO_COMPONENTS)
         {
@@ -651,6 +659,56 @@ impl Client {
             layer: module,
             precompiled: false,
         })
+    }
+}
+
+/// wasmhttp patch: one precompilation at a time on a node. Pods of one image
+/// starting together all found it uncompiled and compiled it; all but the
+/// first then failed to save the result (the lease `precompile-<engine>` was
+/// taken) and started from the uncompiled component, compiling it again
+/// inside the pod's memory limit (the kubelet saw an OOM kill). The lock is
+/// taken only while an image is not compiled yet, and the image's labels are
+/// read again once it is held, so the others find the first one's result.
+struct PrecompileLock {
+    /// Locked while held; closing it (on drop) unlocks.
+    _file: std::fs::File,
+}
+
+impl PrecompileLock {
+    const PATH: &str = "/run/containerd/wasmhttp-precompile.lock";
+    /// Longer than any compile takes; past it, compile unserialized.
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+    async fn acquire() -> Option<Self> {
+        use std::os::fd::AsRawFd;
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(Self::PATH)
+        {
+            Ok(file) => file,
+            Err(err) => {
+                log::warn!("precompiling without a lock: {}: {err}", Self::PATH);
+                return None;
+            }
+        };
+        let deadline = std::time::Instant::now() + Self::WAIT;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Some(Self { _file: file });
+            }
+            if std::time::Instant::now() > deadline {
+                log::warn!(
+                    "another shim has held {} for {:?}; precompiling anyway",
+                    Self::PATH,
+                    Self::WAIT
+                );
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }
 

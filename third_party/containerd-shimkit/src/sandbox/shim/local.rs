@@ -378,6 +378,12 @@ impl<T: Instance + Send + Sync, E: EventSender> Local<T, E> {
     }
 }
 
+/// Why `exec` is refused, in the words a `kubectl exec` user reads.
+pub const EXEC_REFUSAL: &str = "exec is not supported by the wasmhttp runtime: a WebAssembly \
+    container runs one component and has no shell or other programs to start beside it (and \
+    the native containers of its pods take no exec either); read the output with `kubectl logs` \
+    and the metrics on the admin port (/metrics)";
+
 impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
     fn create(
@@ -401,6 +407,18 @@ impl<T: Instance + Sync + Send, E: EventSender> Task for Local<T, E> {
         tracing::Span::current().set_parent(extract_context(&_ctx.metadata));
 
         Ok(self.task_start(req).block_on()?)
+    }
+
+    /// `kubectl exec`/`ctr task exec`: there is no second process to start in a
+    /// wasm container. Left unimplemented, containerd would only say
+    /// "/containerd.task.v2.Task/Exec is not supported".
+    fn exec(
+        &self,
+        _ctx: &TtrpcContext,
+        req: containerd_shim::api::ExecProcessRequest,
+    ) -> TtrpcResult<Empty> {
+        debug!("exec: {:?}", req);
+        Err(Error::FailedPrecondition(EXEC_REFUSAL.to_string()).into())
     }
 
     #[cfg_attr(feature = "tracing", tracing::instrument(skip(self), level = "Info"))]
