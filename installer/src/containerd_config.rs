@@ -63,6 +63,7 @@ pub fn add_runtime(text: &str) -> Result<Option<String>> {
     if !table.contains_key("runc") {
         let runc = child_table(table, "runc")?;
         runc.set_implicit(false);
+        runc.decor_mut().set_prefix(format!("\n{ADDED_RUNC_MARK}\n"));
         runc["runtime_type"] = value("io.containerd.runc.v2");
         changed = true;
     }
@@ -91,8 +92,28 @@ pub fn remove_runtime(text: &str) -> Result<Option<String>> {
     let Some(runtimes) = item.as_table_like_mut() else {
         return Ok(None);
     };
-    Ok(runtimes.remove(RUNTIME_NAME).map(|_| doc.to_string()))
+    if runtimes.remove(RUNTIME_NAME).is_none() {
+        return Ok(None);
+    }
+    // the runc entry `add_runtime` added goes too, unless someone changed it
+    let added_runc = runtimes.get("runc").and_then(Item::as_table).is_some_and(|runc| {
+        runc.decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| p.contains(ADDED_RUNC_MARK))
+            && runc.len() == 1
+            && runc.get("runtime_type").and_then(Item::as_str) == Some("io.containerd.runc.v2")
+    });
+    if added_runc {
+        runtimes.remove("runc");
+    }
+    Ok(Some(doc.to_string()))
 }
+
+/// Marks the runc entry `add_runtime` had to add, so `remove_runtime` takes
+/// it away again and leaves the config as it was.
+const ADDED_RUNC_MARK: &str =
+    "# added by wasmhttp-node-installer beside its runtime (CRI needs runc listed once any runtime is)";
 
 /// The existing table under `key`, or a new implicit one (so intermediate
 /// levels are not written as empty `[headers]`).
@@ -386,6 +407,30 @@ root = "/var/lib/containerd"
         assert!(removed.contains("SystemdCgroup = true"));
         assert_eq!(remove_runtime(&removed).unwrap(), None);
         assert_eq!(remove_runtime("version = 3\n").unwrap(), None);
+    }
+
+    #[test]
+    fn remove_takes_away_the_runc_entry_add_put_there_and_no_other() {
+        // a config that lists no runtime (containerd 2's own default, k8s suite's nodes)
+        for original in [
+            "version = 3\nroot = \"/var/lib/containerd\"\n",
+            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n",
+        ] {
+            let added = add_runtime(original).unwrap().unwrap();
+            assert!(added.contains(ADDED_RUNC_MARK), "{added}");
+            assert_eq!(remove_runtime(&added).unwrap().unwrap(), original);
+        }
+        // runc already listed (V2 has it with options): it stays
+        let removed = remove_runtime(&add_runtime(V2).unwrap().unwrap()).unwrap().unwrap();
+        assert!(removed.contains("runtimes.runc]"), "{removed}");
+        // an added runc entry an operator changed since: it stays
+        let added = add_runtime("version = 3\n").unwrap().unwrap();
+        let edited = added.replace(
+            "runtime_type = \"io.containerd.runc.v2\"",
+            "runtime_type = \"io.containerd.runc.v2\"\nsnapshotter = \"native\"",
+        );
+        let removed = remove_runtime(&edited).unwrap().unwrap();
+        assert!(removed.contains("snapshotter = \"native\""), "{removed}");
     }
 
     #[test]
