@@ -8,7 +8,8 @@
  *   GET  /          a greeting and a form; the message of the day comes from
  *                   /config/motd.txt (a configMap volume in examples/cgi-c/k8s.yaml)
  *   POST /          the form: name=... (application/x-www-form-urlencoded)
- *   GET  /request   the CGI variables this request arrived with, as text
+ *   GET  /request   the CGI variables this request arrived with, and the
+ *                   container's own APP_* variables (e.g. from a Secret), as text
  *   anything else   404
  */
 #include <ctype.h>
@@ -17,6 +18,8 @@
 #include <string.h>
 
 #define MAX_FORM 4096
+
+extern char **environ;
 
 static const char *var(const char *name) {
     const char *value = getenv(name);
@@ -115,6 +118,10 @@ static void request_variables(void) {
     printf("Content-Type: text/plain\r\n\r\n");
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         printf("%s=%s\n", names[i], var(names[i]));
+    }
+    /* the container's environment reaches the program beside the request's */
+    for (char **entry = environ; *entry; entry++) {
+        if (!strncmp(*entry, "APP_", 4)) printf("%s\n", *entry);
     }
 }
 
