@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `make k8s-test`: the two-node cluster of tests/k8s/cluster.py and every
+# scenario of tests/k8s/test_*.py against it, with real kubectl and helm.
+#   tests/k8s/run.sh [pytest args]   e.g. -k rollout
+#   K8S_KEEP=1 tests/k8s/run.sh      leave the cluster up afterwards
+#   tests/k8s/run.sh --down          remove a cluster K8S_KEEP=1 left up
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python=build/tools/venv/bin/python
+if [ "${1:-}" = --down ]; then exec "$python" tests/k8s/cluster.py down build/k8s; fi
+if [ "$(id -u)" != 0 ]; then echo "k8s-test: needs root (network and mount namespaces, cgroups)" >&2; exit 1; fi
+scripts/debian-extras.sh etcd
+tests/k8s/build.sh >/dev/null
+exec "$python" -m pytest -v -p no:cacheprovider --durations=0 tests/k8s "$@"

@@ -1,0 +1,397 @@
+"""wasmhttp on a real two-node Kubernetes cluster (tests/k8s/cluster.py),
+driven with kubectl and helm from the repository's own chart, manifests and
+examples. The scenarios build on each other and run in this file's order:
+the chart is installed first and uninstalled last."""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cluster import ROOT, eventually
+from conftest import TOOLS_IMAGE
+
+NODE_A, NODE_B = "node-a", "node-b"
+POOL_LABEL = "wasmhttp.test/pool"
+READY_LABEL = "wasmhttp.dev/ready"
+RELEASE, RELEASE_NAMESPACE = "wasmhttp", "wasmhttp-system"
+LOAD = Path(__file__).parent / "load.py"
+
+
+# -- helpers --------------------------------------------------------------------
+def apply(cluster, manifest: str):
+    return cluster.kubectl("apply", "-f", "-", input=manifest)
+
+
+def rollout(cluster, deployment: str, timeout: int = 240):
+    cluster.kubectl("rollout", "status", f"deployment/{deployment}", f"--timeout={timeout}s",
+                    timeout=timeout + 30)
+
+
+def pods(cluster, selector: str, namespace: str = "default") -> list:
+    return cluster.json("get", "pods", "-n", namespace, "-l", selector)["items"]
+
+
+def service_url(cluster, service: str, path: str = "/") -> str:
+    ip = cluster.kubectl("get", "service", service, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
+    assert ip, f"service {service} has no cluster IP"
+    return f"http://{ip}{path}"
+
+
+def events(cluster, name: str, namespace: str = "default") -> list:
+    return cluster.json("get", "events", "-n", namespace,
+                        "--field-selector", f"involvedObject.name={name}")["items"]
+
+
+def node_labels(cluster, node: str) -> dict:
+    return cluster.json("get", "node", node)["metadata"].get("labels", {})
+
+
+def start_load(cluster, url: str, seconds: float, workers: int = 4, pause_ms: float = 20):
+    return subprocess.Popen(cluster.inside([sys.executable, LOAD, url, "--seconds", str(seconds),
+                                            "--workers", str(workers), "--pause-ms", str(pause_ms)]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def load_result(process, timeout: float) -> dict:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, f"the load generator failed: {err}"
+    return json.loads(out)
+
+
+def wait_answer(cluster, url: str, expected: str, timeout: float = 60) -> str:
+    def answered():
+        result = cluster.curl(url, check=False, timeout=15)
+        return result.stdout if expected in result.stdout else None
+    return eventually(f"{url} answers with {expected!r}", answered, timeout, 1)
+
+
+def example(name: str) -> str:
+    return (ROOT / f"examples/{name}/k8s.yaml").read_text()
+
+
+def shim_in(node) -> Path:
+    return node.dir / "opt/wasmhttp/bin/containerd-shim-wasmhttp-v1"
+
+
+# -- the chart --------------------------------------------------------------------
+def test_helm_install_puts_the_shim_on_the_selected_node_only(cluster):
+    a, b = cluster.nodes
+    config_a_before = (a.dir / "etc-containerd/config.toml").read_text()
+    config_b_before = (b.dir / "etc-containerd/config.toml").read_text()
+    cluster.config_before = {NODE_A: config_a_before, NODE_B: config_b_before}
+    cluster.kubectl("label", "node", NODE_A, f"{POOL_LABEL}=wasm")
+    cluster.helm("install", RELEASE, ROOT / "charts/wasmhttp", "--namespace", RELEASE_NAMESPACE,
+                 "--create-namespace", "--set", "installer.restart=signal",
+                 "--set-json", f"nodeSelector={json.dumps({POOL_LABEL: 'wasm'})}",
+                 "--wait", "--timeout", "3m")
+
+    installers = pods(cluster, "app.kubernetes.io/name=wasmhttp-installer", RELEASE_NAMESPACE)
+    assert [p["spec"]["nodeName"] for p in installers] == [NODE_A], installers
+    eventually("node-a is labelled ready", lambda: node_labels(cluster, NODE_A).get(READY_LABEL) == "true", 90)
+    log = cluster.kubectl("logs", "-n", RELEASE_NAMESPACE, installers[0]["metadata"]["name"]).stdout
+    assert "restarted containerd" in log and f"labelled node {NODE_A}" in log, log
+    # the harness, as systemd, brought node A's containerd back; B's never stopped
+    assert a.containerd.restarts() >= 1 and b.containerd.restarts() == 0
+    config_a = (a.dir / "etc-containerd/config.toml").read_text()
+    assert 'runtimes.wasmhttp]' in config_a and 'io.containerd.wasmhttp.v1' in config_a, config_a
+    assert shim_in(a).read_bytes() == (ROOT / "build/static/containerd-shim-wasmhttp-v1").read_bytes()
+    # node B: untouched and unlabelled
+    assert (b.dir / "etc-containerd/config.toml").read_text() == config_b_before
+    assert not shim_in(b).exists()
+    assert READY_LABEL not in node_labels(cluster, NODE_B)
+    # what deploy/ says is what the chart installed
+    assert cluster.kubectl("diff", "-f", ROOT / "deploy/runtimeclass.yaml", check=False).returncode == 0
+
+
+# -- scheduling, probes, serving ------------------------------------------------------
+def test_runtimeclass_schedules_wasm_pods_where_the_shim_is(cluster):
+    apply(cluster, example("hello-js"))
+    rollout(cluster, "hello-js")
+    cluster.kubectl("scale", "deployment/hello-js", "--replicas=4")
+    rollout(cluster, "hello-js")
+    running = pods(cluster, "app=hello-js")
+    assert len(running) == 4
+    for pod in running:
+        assert pod["spec"]["nodeName"] == NODE_A, pod["metadata"]["name"]
+        # Ready through the kubelet's probes on the admin port
+        ready = [c for c in pod["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True", pod["status"]
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, pod["status"]
+
+    apply(cluster, f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: wasm-on-b}}
+spec:
+  runtimeClassName: wasmhttp
+  nodeSelector: {{kubernetes.io/hostname: {NODE_B}}}
+  containers:
+    - {{name: app, image: docker.io/library/hello-js:latest, imagePullPolicy: Never}}
+""")
+
+    def refused():
+        return [e for e in events(cluster, "wasm-on-b") if e["reason"] == "FailedScheduling"]
+    event = eventually("the pod pinned to node-b is refused by the scheduler", refused, 60)[0]
+    assert "didn't match Pod's node affinity/selector" in event["message"], event["message"]
+    assert cluster.json("get", "pod", "wasm-on-b")["status"]["phase"] == "Pending"
+    cluster.kubectl("delete", "pod", "wasm-on-b", "--wait=false")
+
+
+def test_serving_through_the_service_port_forward_and_a_pod(cluster):
+    url = service_url(cluster, "hello-js", "/through-the-service")
+    assert "You asked for /through-the-service" in wait_answer(cluster, url, "Hello from JavaScript")
+
+    forward = subprocess.Popen(cluster.inside([cluster.bin / "kubectl", "--kubeconfig", cluster.admin,
+                                               "port-forward", "service/hello-js", "18080:80"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_answer(cluster, "http://127.0.0.1:18080/forwarded", "You asked for /forwarded", 30)
+    finally:
+        forward.terminate()
+        forward.wait(10)
+
+    ip = service_url(cluster, "hello-js").split("/")[2]
+    request = r"printf 'GET /from-a-pod HTTP/1.1\\r\\nHost: hello-js\\r\\nConnection: close\\r\\n\\r\\n'"
+    apply(cluster, f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  restartPolicy: Never
+  nodeSelector: {{kubernetes.io/hostname: {NODE_B}}}
+  containers:
+    - name: wget
+      image: {TOOLS_IMAGE}
+      imagePullPolicy: Never
+      # Debian's static busybox wget crashes, so nc speaks the HTTP; its
+      # stdin stays open until the answer is in (nc stops reading at its EOF)
+      command: ["/bin/busybox", "sh", "-c", "({request}; sleep 5) | /bin/busybox nc -w 10 {ip} 80"]
+""")
+    eventually("the client pod finishes",
+               lambda: cluster.json("get", "pod", "client")["status"]["phase"] in ("Succeeded", "Failed"), 60)
+    client_log = cluster.kubectl("logs", "client").stdout
+    assert cluster.json("get", "pod", "client")["status"]["phase"] == "Succeeded", client_log
+    assert "You asked for /from-a-pod" in client_log, client_log
+    cluster.kubectl("delete", "pod", "client", "--wait=false")
+
+    # the guest's console.log reaches `kubectl logs` (one of the pods served it)
+    def logged():
+        return any("hello-js: GET /through-the-service" in cluster.kubectl("logs", p["metadata"]["name"]).stdout
+                   for p in pods(cluster, "app=hello-js"))
+    eventually("kubectl logs shows the guest's line", logged, 30)
+
+    # what metrics-server and `kubectl top` read
+    def stats():
+        summary = json.loads(cluster.kubectl("get", "--raw", f"/api/v1/nodes/{NODE_A}/proxy/stats/summary").stdout)
+        found = [c for p in summary["pods"] if p["podRef"]["name"].startswith("hello-js-")
+                 for c in p.get("containers", []) if c["name"] == "hello-js"]
+        ok = [c for c in found if c.get("cpu", {}).get("usageCoreNanoSeconds", 0) > 0
+              and c.get("memory", {}).get("workingSetBytes", 0) > 0]
+        return ok if len(ok) == 4 else None
+    eventually("/stats/summary has CPU and memory for every hello-js container", stats, 60, 2)
+
+
+def test_rolling_update_under_load_fails_no_request(cluster):
+    load = start_load(cluster, service_url(cluster, "hello-js", "/during-rollout"), seconds=60)
+    time.sleep(3)
+    cluster.kubectl("set", "env", "deployment/hello-js", "ROLLOUT=2")
+    rollout(cluster, "hello-js", 120)
+    result = load_result(load, 120)
+    assert result["sent"] > 100, result
+    assert result["errors"] == {} and set(result["statuses"]) == {"200"}, result
+    assert all(p["spec"]["containers"][0]["env"][-1] == {"name": "ROLLOUT", "value": "2"}
+               for p in pods(cluster, "app=hello-js"))
+
+
+def test_deleting_a_pod_finishes_its_requests_and_exits_0(cluster):
+    pod = pods(cluster, "app=hello-js")[0]
+    name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
+    grace = pod["spec"]["terminationGracePeriodSeconds"]
+    watch = subprocess.Popen(cluster.inside([cluster.bin / "kubectl", "--kubeconfig", cluster.admin, "get",
+                                             "pod", name, "--watch", "-o", "json"]),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    slow = start_load(cluster, f"http://{ip}:8080/in-flight?sleep=3000", seconds=1, workers=4, pause_ms=0)
+    time.sleep(1)
+    started = time.monotonic()
+    cluster.kubectl("delete", "pod", name, "--wait=false")
+    eventually(f"{name} is gone", lambda: cluster.kubectl("get", "pod", name, check=False).returncode != 0,
+               grace + 10, 0.5)
+    gone_after = time.monotonic() - started
+    result = load_result(slow, 30)
+    assert result["errors"] == {} and result["statuses"] == {"200": 4}, result
+    assert gone_after < grace, f"{name} took {gone_after:.1f} s, its grace period is {grace} s"
+    watch.terminate()
+    seen, _ = watch.communicate(timeout=10)
+    exits = [int(m) for m in re.findall(r'"exitCode":\s*(\d+)', seen)]
+    assert exits and set(exits) == {0}, f"exit codes seen while the pod ended: {exits}"
+
+
+def test_an_unrunnable_image_says_why_in_the_pod_events(cluster):
+    import images
+    archive = images.write_archive(cluster.dir / "broken.tar", "wasmhttp.test/broken:1",
+                                   {"app.wasm": (b"\0asm\x0d\x00\x01\x00not a component", 0o644)},
+                                   ["/app.wasm"])
+    cluster.nodes[0].import_image(archive)
+    apply(cluster, """
+apiVersion: v1
+kind: Pod
+metadata: {name: broken}
+spec:
+  runtimeClassName: wasmhttp
+  containers:
+    - {name: app, image: "wasmhttp.test/broken:1", imagePullPolicy: Never}
+""")
+
+    def failed():
+        described = cluster.kubectl("describe", "pod", "broken").stdout
+        return described if "is not runnable: found a malformed WebAssembly component" in described else None
+    described = eventually("kubectl describe shows why the container cannot start", failed, 60, 2)
+    assert "Warning  Failed" in described, described
+    cluster.kubectl("delete", "pod", "broken", "--wait=false")
+
+
+def test_configmap_directory_and_secret_env_reach_the_guest(cluster):
+    apply(cluster, f"""
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: site}}
+data: {{index.txt: "from a ConfigMap"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: app-secret}}
+stringData: {{token: s3cr3t-value}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: files, labels: {{app: files}}}}
+spec:
+  runtimeClassName: wasmhttp
+  containers:
+    - name: files
+      image: docker.io/library/files-py:latest
+      imagePullPolicy: Never
+      env: [{{name: WASMHTTP_LISTEN, value: "0.0.0.0:8080"}}]
+      volumeMounts: [{{name: site, mountPath: /site, readOnly: true}}]
+      readinessProbe: {{httpGet: {{path: /readyz, port: 9090}}, periodSeconds: 2}}
+      resources: {{limits: {{memory: 256Mi}}}}
+  volumes: [{{name: site, configMap: {{name: site}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: cgi-env, labels: {{app: cgi-env}}}}
+spec:
+  runtimeClassName: wasmhttp
+  containers:
+    - name: cgi
+      image: docker.io/library/cgi-c:latest
+      imagePullPolicy: Never
+      env:
+        - {{name: WASMHTTP_MODE, value: cgi}}
+        - {{name: WASMHTTP_LISTEN, value: "0.0.0.0:8080"}}
+        - name: APP_TOKEN
+          valueFrom: {{secretKeyRef: {{name: app-secret, key: token}}}}
+      readinessProbe: {{httpGet: {{path: /readyz, port: 9090}}, periodSeconds: 2}}
+""")
+    for name in ("files", "cgi-env"):
+        cluster.kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=180s", timeout=200)
+    files_ip = cluster.json("get", "pod", "files")["status"]["podIP"]
+    assert cluster.curl(f"http://{files_ip}:8080/site/index.txt").stdout == "from a ConfigMap"
+    # read-only as Kubernetes mounted it
+    refused = cluster.curl(f"http://{files_ip}:8080/site/new.txt", "-X", "PUT", "--data", "x",
+                           "-o", "/dev/null", "-w", "%{http_code}").stdout
+    assert refused.startswith(("4", "5")) and refused != "404", refused
+    cgi_ip = cluster.json("get", "pod", "cgi-env")["status"]["podIP"]
+    assert "APP_TOKEN=s3cr3t-value" in cluster.curl(f"http://{cgi_ip}:8080/request").stdout
+    cluster.kubectl("delete", "pod", "files", "cgi-env", "--wait=false")
+
+
+def test_a_native_sidecar_runs_beside_the_wasm_container(cluster):
+    apply(cluster, f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: with-sidecar}}
+spec:
+  runtimeClassName: wasmhttp
+  initContainers:
+    - name: sidecar
+      image: {TOOLS_IMAGE}
+      imagePullPolicy: Never
+      restartPolicy: Always
+      command: ["/bin/busybox", "httpd", "-f", "-p", "8081", "-h", "/bin"]
+  containers:
+    - name: app
+      image: docker.io/library/hello-js:latest
+      imagePullPolicy: Never
+      env: [{{name: WASMHTTP_LISTEN, value: "0.0.0.0:8080"}}]
+      readinessProbe: {{httpGet: {{path: /readyz, port: 9090}}, periodSeconds: 2}}
+      resources: {{limits: {{memory: 256Mi}}}}
+""")
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/with-sidecar", "--timeout=120s", timeout=150)
+    ip = cluster.json("get", "pod", "with-sidecar")["status"]["podIP"]
+    assert "You asked for /beside-a-sidecar" in cluster.curl(f"http://{ip}:8080/beside-a-sidecar").stdout
+    status = cluster.curl(f"http://{ip}:8081/busybox", "-o", "/dev/null", "-w", "%{http_code}").stdout
+    assert status == "200", f"the sidecar's httpd answered {status}"
+
+
+def test_kubectl_exec_says_why_it_cannot(cluster):
+    for container in ("app", "sidecar"):
+        result = cluster.kubectl("exec", "with-sidecar", "-c", container, "--", "/bin/busybox", "ls",
+                                 check=False)
+        assert result.returncode != 0, result.stdout
+        assert "exec is not supported by the wasmhttp runtime: a WebAssembly container runs one " \
+               "component and has no shell" in result.stderr, result.stderr
+    cluster.kubectl("delete", "pod", "with-sidecar", "--wait=false")
+
+
+# -- the examples as the repository has them ---------------------------------------------
+EXAMPLE_ANSWERS = {
+    "hello-js": ("/", 200, "Hello from JavaScript"),
+    "hello-py": ("/", 200, "Hello from Python"),
+    "cgi-c": ("/", 200, "Message of the day: Served by a C program"),
+    # no cluster DNS here, so the allowed *.svc.cluster.local cannot be tried;
+    # a host outside the allow-list is refused by the shim
+    "proxy-js": ("/?url=http://10.200.0.1:6443/", 502, "upstream request failed"),
+}
+
+
+def test_every_example_manifest_answers(cluster):
+    manifests = sorted(ROOT.glob("examples/*/k8s.yaml"))
+    assert {m.parent.name for m in manifests} == set(EXAMPLE_ANSWERS), manifests
+    for manifest in manifests:
+        cluster.kubectl("apply", "-f", manifest)
+    for manifest in manifests:
+        name = manifest.parent.name
+        rollout(cluster, name)
+        path, status, text = EXAMPLE_ANSWERS[name]
+        url = service_url(cluster, name, path)
+
+        def answer():  # kube-proxy may take a moment to add a new Service's rules
+            result = cluster.curl(url, "-w", "\n%{http_code}", check=False, timeout=15)
+            body, _, code = result.stdout.rpartition("\n")
+            return (code, body) if code != "000" else None
+        code, body = eventually(f"{name}'s Service answers", answer, 30, 1)
+        assert code == str(status) and text in body, f"{name}: {code} {body!r}"
+        for pod in pods(cluster, f"app={name}"):
+            assert pod["spec"]["nodeName"] == NODE_A
+            assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, (name, pod["status"])
+    for manifest in manifests:
+        cluster.kubectl("delete", "-f", manifest, "--wait=true", "--timeout=90s", timeout=120)
+
+
+# -- uninstall ------------------------------------------------------------------------------
+def test_helm_uninstall_reverses_the_node(cluster):
+    a = cluster.nodes[0]
+    cluster.helm("uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", "--timeout", "3m")
+    jobs = [e for e in cluster.json("get", "events", "-n", RELEASE_NAMESPACE)["items"]
+            if e["involvedObject"]["kind"] == "Job" and e["reason"] == "Completed"]
+    assert len(jobs) == 1, "one pre-delete Job per labelled node ran to completion"
+    assert READY_LABEL not in node_labels(cluster, NODE_A)
+    assert not shim_in(a).exists()
+    assert (a.dir / "etc-containerd/config.toml").read_text() == cluster.config_before[NODE_A]
+    assert cluster.kubectl("get", "runtimeclass", "wasmhttp", check=False).returncode != 0
+    eventually("the installer pods are gone",
+               lambda: not pods(cluster, "app.kubernetes.io/name=wasmhttp-installer", RELEASE_NAMESPACE), 60)
