@@ -5,14 +5,17 @@ CARGO ?= cargo
 BIN := target/debug
 PY := build/tools/venv/bin/python
 
-.PHONY: setup build static image examples demo demo-cgi test soak fuzz bench k3d-test clean
+.PHONY: setup build static image examples demo demo-cgi test k8s-test soak fuzz bench k3d-test clean
 
 setup:
 	@scripts/setup.sh
 
+# The test targets too: they turn on dev-dependency features of shared crates,
+# and building the binaries without them would compile the workspace's
+# dependencies twice (once here, once more for `cargo test`).
 build: setup
-	@echo "build: compiling the shim, the CLI, the node installer and the fixture tool (first time: ~10 min)"
-	$(CARGO) build --locked --workspace --bins
+	@echo "build: compiling the shim, the CLI, the node installer, the fixture tool and the tests (first time: ~15 min)"
+	$(CARGO) build --locked --workspace --bins --tests
 
 # Statically linked shim and node installer for nodes (build/static/).
 static:
@@ -40,7 +43,7 @@ demo-cgi: examples
 
 test: examples static
 	@echo "test: shell scripts (shellcheck)"
-	shellcheck scripts/*.sh tests/*.sh tests/k3d/*.sh bench/*.sh
+	shellcheck scripts/*.sh tests/*.sh tests/k3d/*.sh tests/k8s/*.sh bench/*.sh
 	@echo "test: Helm chart and manifests (helm lint/template, Kubernetes schemas, deploy/ = chart)"
 	$(PY) tests/manifests.py
 	@echo "test: static node binaries"
@@ -72,6 +75,14 @@ fuzz: build
 # wasmtime CLI's for a second each (--smoke), so the bench cannot rot.
 bench:
 	@bench/run.sh $(ARGS)
+
+# Real Kubernetes built from source (tests/k8s: the version go.mod pins; about
+# 8-15 min to build the first time, cached in ~/.cache/wasmhttp/k8s/), two
+# nodes with containerd 2.1 inside a network namespace, the chart installed
+# with helm, and every scenario of tests/k8s/test_k8s.py. K8S_KEEP=1 leaves
+# the cluster up; `tests/k8s/run.sh --down` removes it. Needs root.
+k8s-test: examples static
+	@tests/k8s/run.sh $(ARGS)
 
 # A real cluster: k3d with a prebuilt node image, then with the Helm chart.
 # Needs a Docker engine and k3d; not part of `make test`.
