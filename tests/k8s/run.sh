@@ -11,4 +11,14 @@ if [ "${1:-}" = --down ]; then exec "$python" tests/k8s/cluster.py down build/k8
 if [ "$(id -u)" != 0 ]; then echo "k8s-test: needs root (network and mount namespaces, cgroups)" >&2; exit 1; fi
 scripts/debian-extras.sh etcd
 tests/k8s/build.sh >/dev/null
-exec "$python" -m pytest -v -p no:cacheprovider --durations=0 tests/k8s "$@"
+status=0
+"$python" -m pytest -v -p no:cacheprovider --durations=0 tests/k8s "$@" || status=$?
+if [ "${K8S_KEEP:-}" = 1 ] && [ -f build/k8s/state.json ]; then
+  netns=$("$python" -c 'import json; print(json.load(open("build/k8s/state.json"))["netns"])')
+  kubectl=$("$python" -c 'import json; print(json.load(open("build/k8s/state.json"))["bin"])')/kubectl
+  echo "k8s-test: K8S_KEEP=1: the cluster stays up in the network namespace $netns:"
+  echo "  export KUBECONFIG=$PWD/build/k8s/admin.kubeconfig"
+  echo "  nsenter --net=/run/netns/$netns $kubectl get pods -A"
+  echo "remove it with: tests/k8s/run.sh --down"
+fi
+exit "$status"
