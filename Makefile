@@ -77,7 +77,7 @@ bench:
 	@bench/run.sh $(ARGS)
 
 # Real Kubernetes built from source (tests/k8s: the version go.mod pins; about
-# 8-15 min to build the first time, cached in ~/.cache/wasmhttp/k8s/), two
+# 9 min to build the first time, cached in ~/.cache/wasmhttp/k8s/), two
 # nodes with containerd 2.1 inside a network namespace, the chart installed
 # with helm, and every scenario of tests/k8s/test_k8s.py. K8S_KEEP=1 leaves
 # the cluster up; `tests/k8s/run.sh --down` removes it. Needs root.
