@@ -109,8 +109,8 @@ impl Pool {
     /// precompiling, and finding out a program's [`Footprint`].
     pub fn any_program() -> Self {
         Pool {
-            instances: crate::config::MAX_INSTANCES as u32,
-            memory: crate::config::WASM32_MEMORY,
+            instances: crate::settings::MAX_INSTANCES as u32,
+            memory: crate::settings::WASM32_MEMORY,
             footprint: Footprint::ANY,
         }
     }

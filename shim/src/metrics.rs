@@ -49,8 +49,6 @@ pub enum Rejection {
     Overloaded,
     /// over WASMHTTP_MAX_BODY: 413
     BodyTooLarge,
-    /// arrived while draining: 503
-    Draining,
     /// no Host header, or two: 400
     BadRequest,
 }
@@ -59,18 +57,18 @@ pub enum Rejection {
 pub struct Metrics {
     /// status code -> responses; few distinct codes, so a small sorted list
     responses: Mutex<Vec<(u16, u64)>>,
-    pub latency: Histogram,
-    pub instantiation: Histogram,
+    latency: Histogram,
+    /// making a guest instance: a component's, a CGI program's
+    instantiation: Histogram,
     in_flight: AtomicU64,
-    pub traps: AtomicU64,
-    pub timeouts: AtomicU64,
+    traps: AtomicU64,
+    timeouts: AtomicU64,
     /// requests served by an instance kept from an earlier one (WASMHTTP_INSTANCE_REUSE)
-    pub reused: AtomicU64,
+    reused: AtomicU64,
     /// instances waiting for their next request (WASMHTTP_INSTANCE_REUSE)
-    pub warm_instances: AtomicU64,
+    warm_instances: AtomicU64,
     rejected_overloaded: AtomicU64,
     rejected_body: AtomicU64,
-    rejected_draining: AtomicU64,
     rejected_bad_request: AtomicU64,
 }
 
@@ -102,11 +100,32 @@ impl Metrics {
         }
     }
 
+    pub fn instantiated(&self, took: Duration) {
+        self.instantiation.observe(took);
+    }
+
+    /// A guest trapped or failed (not its timeout).
+    pub fn trapped(&self) {
+        self.traps.fetch_add(1, Relaxed);
+    }
+
+    pub fn timed_out(&self) {
+        self.timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// A request went to an instance kept from an earlier one.
+    pub fn reused(&self) {
+        self.reused.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_warm_instances(&self, count: usize) {
+        self.warm_instances.store(count as u64, Relaxed);
+    }
+
     pub fn rejected(&self, why: Rejection) {
         let counter = match why {
             Rejection::Overloaded => &self.rejected_overloaded,
             Rejection::BodyTooLarge => &self.rejected_body,
-            Rejection::Draining => &self.rejected_draining,
             Rejection::BadRequest => &self.rejected_bad_request,
         };
         counter.fetch_add(1, Relaxed);
@@ -180,7 +199,6 @@ impl Metrics {
         for (reason, counter) in [
             ("overloaded", &self.rejected_overloaded),
             ("body_too_large", &self.rejected_body),
-            ("draining", &self.rejected_draining),
             ("bad_request", &self.rejected_bad_request),
         ] {
             let _ = writeln!(

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::admin;
-use crate::command;
-use crate::config::{Environment, Settings};
 use crate::engine::{self, Code};
 use crate::guest::{GuestConfig, Volume};
-use crate::serve::{HttpServer, ServerState};
+use crate::http::admin;
+use crate::http::{HttpServer, ServerState};
+use crate::program;
+use crate::settings::{Environment, Settings};
 use crate::world::{self, Plan, World};
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
@@ -130,7 +130,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
             Ok(0)
         }
         Plan::Command => tokio::select! {
-            code = command::run_once(&code, &guest) => code,
+            code = program::run_once(&code, &guest) => code,
             Some(signal) = stops.recv() => Ok(128 + signal),
         },
     }

@@ -19,11 +19,11 @@ use containerd_shim_wasm::sandbox::context::{RuntimeContext, Source, WasmLayer};
 use containerd_shim_wasm::shim::{Compiler, Shim, Version, version};
 use wasmtime::Engine;
 
-use crate::config::{Environment, Limits};
 use crate::engine;
 use crate::guest::Volume;
 use crate::precompile::{self, Bundle, RAW_WASM_LAYERS};
 use crate::runner::{self, ComponentCode, Prepared};
+use crate::settings::{Environment, Limits};
 use crate::world::{self, World};
 
 pub struct WasmHttpShim;

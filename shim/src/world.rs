@@ -5,7 +5,7 @@ use std::fmt;
 
 use wasmparser::{ExternalKind, Parser, Payload};
 
-use crate::config::Mode;
+use crate::settings::Mode;
 
 /// The export that makes a component an HTTP handler (any 0.2.x).
 pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";

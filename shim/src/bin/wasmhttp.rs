@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use wasmhttp::config::{Environment, Limits, PREFIX};
 use wasmhttp::guest::Volume;
 use wasmhttp::runner::{self, ComponentCode, Prepared};
+use wasmhttp::settings::{Environment, Limits, PREFIX};
 use wasmhttp::{image, world};
 
 #[derive(Parser)]

@@ -1,9 +1,9 @@
 //! WASI commands: `wasi:cli/run` components and preview 1 core modules that
 //! export `_start`. Each run goes from start to exit in a store of its own:
 //! once as the container's process (its exit code is the container's), or
-//! once per request as a CGI program (see [`crate::cgi`]).
+//! once per request as a CGI program (see [`cgi`] and [`crate::app::cgi`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use wasmtime::InstancePre;
@@ -12,8 +12,10 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
-use crate::engine::{self, Code};
-use crate::guest::{self, GuestConfig, GuestState, MemoryBudget};
+use crate::engine::Code;
+use crate::guest::{self, Deadline, GuestConfig, GuestState, MemoryBudget};
+
+pub mod cgi;
 
 /// A command linked against WASI, ready to run any number of times.
 #[derive(Clone)]
@@ -57,23 +59,29 @@ impl Command {
     }
 
     /// Runs the program once with the WASI context `wasi` and returns its
-    /// exit code. `timeout` stops it, computing or waiting, with
-    /// [`guest::TimedOut`]; a trap is an error.
+    /// exit code. `deadline` stops it, computing or waiting, with
+    /// [`guest::TimedOut`]; a trap is an error. `instantiated` hears how long
+    /// making the instance took.
     pub async fn run(
         &self,
         wasi: WasiCtxBuilder,
         guest: &GuestConfig,
-        timeout: Option<Duration>,
+        deadline: Option<Deadline>,
+        instantiated: impl FnOnce(Duration) + Send,
     ) -> Result<i32> {
         let run = async {
+            let mut wasi = wasi;
+            let started = Instant::now();
             match self {
                 Command::Component(pre) => {
-                    let mut wasi = wasi;
                     let state = GuestState::with_wasi(wasi.build(), guest);
                     let mut store =
                         guest::limited_store(pre.engine(), state, |state| &mut state.memory);
-                    set_deadline(&mut store, timeout);
+                    if let Some(deadline) = &deadline {
+                        deadline.arm(&mut store);
+                    }
                     let command = pre.instantiate_async(&mut store).await?;
+                    instantiated(started.elapsed());
                     command
                         .wasi_cli_run()
                         .call_run(&mut store)
@@ -81,26 +89,24 @@ impl Command {
                         .map(|ran| if ran.is_ok() { 0 } else { 1 })
                 }
                 Command::Module(pre) => {
-                    let mut wasi = wasi;
                     let state = ModuleState {
                         wasi: wasi.build_p1(),
                         memory: MemoryBudget::new(guest.max_memory),
                     };
                     let engine = pre.module().engine();
                     let mut store = guest::limited_store(engine, state, |state| &mut state.memory);
-                    set_deadline(&mut store, timeout);
+                    if let Some(deadline) = &deadline {
+                        deadline.arm(&mut store);
+                    }
                     let instance = pre.instantiate_async(&mut store).await?;
+                    instantiated(started.elapsed());
                     let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
                     start.call_async(&mut store, ()).await.map(|()| 0)
                 }
             }
         };
-        let ran = match timeout {
-            // waiting on a host call (a sleep, a stream): the epoch deadline
-            // only stops programs that compute
-            Some(timeout) => tokio::time::timeout(timeout, run)
-                .await
-                .map_err(|_| anyhow::Error::new(guest::TimedOut))?,
+        let ran = match deadline {
+            Some(deadline) => deadline.bound(run).await?,
             None => run.await,
         };
         match ran {
@@ -121,18 +127,11 @@ impl Command {
     }
 }
 
-fn set_deadline<T>(store: &mut wasmtime::Store<T>, timeout: Option<Duration>) {
-    if let Some(timeout) = timeout {
-        store.set_epoch_deadline(engine::epoch_ticks(timeout));
-        store.epoch_deadline_trap();
-    }
-}
-
 /// Runs the command once as the container's process: its stdio is the
 /// container's, and it sees the container's environment.
 pub async fn run_once(code: &Code, guest: &GuestConfig) -> Result<i32> {
     let command = Command::new(code)?;
     command
-        .run(guest::wasi_builder(guest, &guest.env)?, guest, None)
+        .run(guest::wasi_builder(guest, &guest.env)?, guest, None, |_| {})
         .await
 }

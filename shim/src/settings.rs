@@ -246,8 +246,8 @@ impl Limits {
 impl Settings {
     /// The idle limits of a connection, on both listeners.
     #[cfg(feature = "runtime")]
-    pub fn idle_limits(&self) -> crate::connection::IdleLimits {
-        crate::connection::IdleLimits {
+    pub fn idle_limits(&self) -> crate::http::connection::IdleLimits {
+        crate::http::connection::IdleLimits {
             first_request: self.header_timeout,
             between_requests: self.idle_timeout,
         }

@@ -17,8 +17,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::connection::{ConnectionUse, IdleLimits, TrackedBody, serve_until_idle};
-use crate::serve::ServerState;
+use crate::http::ServerState;
+use crate::http::connection::{ConnectionUse, IdleLimits, TrackedBody, serve_until_idle};
 
 /// Binds the admin listener and serves it in the background; returns its
 /// address. Its connections are closed when idle, as the main listener's.
@@ -66,7 +66,7 @@ fn route<B>(req: &Request<B>, state: &ServerState) -> Response<Full<Bytes>> {
         // the process is alive and answering
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n".into()),
-        "/readyz" if state.draining.load(std::sync::atomic::Ordering::SeqCst) => {
+        "/readyz" if state.is_draining() => {
             text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into())
         }
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n".into()),

@@ -1,0 +1,107 @@
+//! What answers an admitted request: one [`App`] per way of running a guest.
+//! [`proxy`] hands the request to a `wasi:http/incoming-handler` component,
+//! [`cgi`] runs a WASI command once per request as a CGI program. Both run the
+//! guest in a task of its own ([`GuestTask`]) that holds the request's slot
+//! until the guest is done, and both hand their after-head failures to
+//! [`watch_after_head`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, Uri};
+use tokio::task::JoinHandle;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::engine::Code;
+use crate::guest::GuestConfig;
+use crate::http::ServerState;
+use crate::http::admission::Call;
+use crate::http::failure::{Failure, RequestLine};
+use crate::settings::Settings;
+use crate::world::Plan;
+
+pub mod cgi;
+pub mod proxy;
+pub mod reuse;
+
+/// A response head, or why there is none.
+pub type Answer<'a> =
+    Pin<Box<dyn Future<Output = Result<Response<HyperOutgoingBody>, Failure>> + Send + 'a>>;
+
+pub trait App: Send + Sync + 'static {
+    /// Serves one admitted request, up to its response head; the body may
+    /// still be streaming from the guest after that.
+    fn call(&self, req: Request<Incoming>, call: Call) -> Answer<'_>;
+}
+
+/// The app for `plan`; fails, with what is missing, when the program cannot
+/// be linked that way.
+pub fn for_plan(
+    code: &Code,
+    plan: Plan,
+    guest: GuestConfig,
+    settings: &Settings,
+    state: Arc<ServerState>,
+    local: SocketAddr,
+) -> Result<Arc<dyn App>> {
+    Ok(match (plan, code) {
+        (Plan::Proxy, Code::Component(component)) => Arc::new(
+            proxy::ProxyApp::new(component, guest, settings, state)
+                .context("the component's imports cannot be satisfied by WASI 0.2 and wasi:http")?,
+        ),
+        (Plan::Cgi, code) => Arc::new(cgi::CgiApp::new(code, guest, settings, state, local)?),
+        (plan, _) => bail!("{plan:?} is not served over HTTP by this program"),
+    })
+}
+
+/// A guest's run in a task of its own: it goes on after the response head
+/// (the body streams from it), and is stopped when dropped before it is
+/// joined (the client went away, or the request was given up).
+pub struct GuestTask<T>(Option<JoinHandle<Result<T>>>);
+
+impl<T: Send + 'static> GuestTask<T> {
+    pub fn spawn(run: impl Future<Output = Result<T>> + Send + 'static) -> Self {
+        Self(Some(tokio::spawn(run)))
+    }
+
+    /// How the run ended.
+    pub async fn join(mut self) -> Result<T> {
+        let task = self.0.take().expect("joined once");
+        task.await
+            .unwrap_or_else(|join| Err(anyhow!(join).context("the guest task panicked")))
+    }
+}
+
+impl<T> Drop for GuestTask<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Once the head is sent, how the guest's run ends can only cut the body
+/// (see [`crate::http::body::GuestBody`]) and be counted and said in the log;
+/// `ended` hears a run that ended without failing.
+pub fn watch_after_head<T: Send + 'static>(
+    task: GuestTask<T>,
+    state: Arc<ServerState>,
+    (method, uri): (Method, Uri),
+    who: &'static str,
+    ended: impl FnOnce(&RequestLine, T) + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let request = RequestLine {
+            method: &method,
+            uri: &uri,
+        };
+        match task.join().await {
+            Ok(value) => ended(&request, value),
+            Err(err) => Failure::of_guest(err).after_head(&request, who, &state.metrics),
+        }
+    });
+}

@@ -1,0 +1,255 @@
+//! The HTTP side: a hyper listener (HTTP/1.1 and HTTP/2 with prior knowledge
+//! on one port) and the path of every request on it, top to bottom:
+//! accept ([`HttpServer::run`], which also drains) → admit ([`admission`]:
+//! 400/413/503, a slot and a deadline) → the app ([`crate::app`]: a
+//! wasi:http component, or a CGI program) → a [`Failure`] if there is no
+//! answer, which decides its status, log line and metric in one place.
+//!
+//! Every limit is enforced here, before or around the guest, so that one bad
+//! client or guest costs its own request and never the server.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::app::{self, App};
+use crate::engine::Code;
+use crate::guest::GuestConfig;
+use crate::metrics::Metrics;
+use crate::settings::{AccessLog, Settings};
+use crate::world::Plan;
+use admission::Admission;
+use connection::{ConnectionUse, TrackedBody, serve_until_idle};
+use failure::{Failure, RequestLine};
+
+pub mod admin;
+pub mod admission;
+pub mod body;
+pub mod connection;
+pub mod failure;
+
+/// What the admin listener reports about the server; shared with it.
+#[derive(Default)]
+pub struct ServerState {
+    /// The program is loaded and the listener bound.
+    ready: AtomicBool,
+    /// A stop signal arrived: in-flight requests finish, nothing new starts.
+    draining: AtomicBool,
+    pub metrics: Metrics,
+}
+
+impl ServerState {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.is_draining()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Request line plus headers, per request (hyper answers 431 beyond it).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// A bound listener with its app, ready to serve.
+pub struct HttpServer {
+    listener: TcpListener,
+    handler: Arc<Handler>,
+}
+
+struct Handler {
+    app: Arc<dyn App>,
+    admission: Admission,
+    settings: Settings,
+    state: Arc<ServerState>,
+}
+
+impl HttpServer {
+    /// Binds the listener and links the program (as `plan` says: an HTTP
+    /// handler, or a CGI program); both can fail with a reason worth showing
+    /// as the container's start error.
+    pub async fn bind(
+        code: &Code,
+        plan: Plan,
+        guest: GuestConfig,
+        settings: &Settings,
+        state: Arc<ServerState>,
+    ) -> Result<Self> {
+        let listen = settings.listen;
+        let listener = TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen} (set WASMHTTP_LISTEN to choose another address)")
+        })?;
+        let local = listener.local_addr()?;
+        let app = app::for_plan(code, plan, guest, settings, state.clone(), local)?;
+        Ok(Self {
+            listener,
+            handler: Arc::new(Handler {
+                app,
+                admission: Admission::new(
+                    settings.max_concurrency,
+                    settings.max_body,
+                    settings.request_timeout,
+                ),
+                settings: settings.clone(),
+                state,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has an address")
+    }
+
+    pub async fn run(self, stops: &mut mpsc::Receiver<i32>) -> Result<()> {
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            // a client that dribbles its headers (slowloris) is cut off
+            .header_read_timeout(self.handler.settings.header_timeout)
+            .max_buf_size(MAX_HEADER_BYTES);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_BYTES as u32);
+        let builder = Arc::new(builder);
+        self.handler.state.ready.store(true, Ordering::SeqCst);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off rather than spin.
+                        eprintln!("wasmhttp: accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stops.recv() => break,
+            };
+            // Responses are written in several small frames; don't let Nagle delay them.
+            let _ = stream.set_nodelay(true);
+            let handler = self.handler.clone();
+            let usage = ConnectionUse::new();
+            let service = {
+                let usage = usage.clone();
+                service_fn(move |req| {
+                    let handler = handler.clone();
+                    let request = usage.begin();
+                    async move {
+                        let response = handler.handle(req, peer).await;
+                        Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, request)))
+                    }
+                })
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            let limits = self.handler.settings.idle_limits();
+            tokio::spawn(async move { serve_until_idle(connection, &usage, limits).await });
+        }
+
+        let state = &self.handler.state;
+        state.start_draining();
+        drop(self.listener);
+        let limit = self.handler.settings.drain_timeout;
+        eprintln!(
+            "wasmhttp: stop requested: no new connections; draining {} request(s) in flight (up to {limit:?})",
+            state.metrics.in_flight()
+        );
+        tokio::select! {
+            () = graceful.shutdown() => eprintln!("wasmhttp: drained"),
+            () = tokio::time::sleep(limit) => eprintln!(
+                "wasmhttp: {} request(s) still in flight after WASMHTTP_DRAIN_TIMEOUT={limit:?}; closing them",
+                state.metrics.in_flight()
+            ),
+            _ = stops.recv() => eprintln!("wasmhttp: second stop signal: exiting without waiting"),
+        }
+        Ok(())
+    }
+}
+
+impl Handler {
+    /// One request: served, or answered with its failure; counted, logged.
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
+        let response = match self.serve(req, peer).await {
+            Ok(response) => response,
+            Err(failure) => {
+                let request = RequestLine {
+                    method: &method,
+                    uri: &uri,
+                };
+                failure.respond(&request, &self.settings, &self.state.metrics)
+            }
+        };
+        let status = response.status().as_u16();
+        let took = started.elapsed();
+        self.state.metrics.responded(status, took);
+        if self.settings.access_log == AccessLog::Json {
+            access_log(peer, &method, &uri, version, status, took);
+        }
+        response
+    }
+
+    async fn serve(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<HyperOutgoingBody>, Failure> {
+        let call = self.admission.admit(&req, peer)?;
+        let _in_flight = self.state.metrics.start();
+        self.app.call(req, call).await
+    }
+}
+
+fn access_log(
+    peer: SocketAddr,
+    method: &hyper::Method,
+    uri: &hyper::Uri,
+    version: hyper::Version,
+    status: u16,
+    took: Duration,
+) {
+    let time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let line = serde_json::json!({
+        "time": time,
+        "remote": peer.to_string(),
+        "method": method.as_str(),
+        "path": uri.to_string(),
+        "protocol": format!("{version:?}"),
+        "status": status,
+        "duration_ms": took.as_secs_f64() * 1e3,
+    });
+    eprintln!("{line}");
+}
