@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasmhttp::config::{Environment, Limits, PREFIX};
+use wasmhttp::settings::{Environment, Limits, PREFIX};
 
 #[derive(Debug, arbitrary::Arbitrary)]
 struct Input {
@@ -17,8 +17,8 @@ fuzz_target!(|input: Input| {
     let entries: Vec<String> = input
         .entries
         .iter()
-        .map(|(pick, entry)| match wasmhttp::config::KNOWN.get(*pick as usize) {
-            Some((name, _, _)) => format!("{name}={entry}"),
+        .map(|(pick, entry)| match wasmhttp::settings::table::TABLE.get(*pick as usize) {
+            Some(setting) => format!("{}={entry}", setting.name),
             None => entry.clone(),
         })
         .collect();

@@ -63,7 +63,8 @@ pub fn add_runtime(text: &str) -> Result<Option<String>> {
     if !table.contains_key("runc") {
         let runc = child_table(table, "runc")?;
         runc.set_implicit(false);
-        runc.decor_mut().set_prefix(format!("\n{ADDED_RUNC_MARK}\n"));
+        runc.decor_mut()
+            .set_prefix(format!("\n{ADDED_RUNC_MARK}\n"));
         runc["runtime_type"] = value("io.containerd.runc.v2");
         changed = true;
     }
@@ -96,14 +97,17 @@ pub fn remove_runtime(text: &str) -> Result<Option<String>> {
         return Ok(None);
     }
     // the runc entry `add_runtime` added goes too, unless someone changed it
-    let added_runc = runtimes.get("runc").and_then(Item::as_table).is_some_and(|runc| {
-        runc.decor()
-            .prefix()
-            .and_then(|p| p.as_str())
-            .is_some_and(|p| p.contains(ADDED_RUNC_MARK))
-            && runc.len() == 1
-            && runc.get("runtime_type").and_then(Item::as_str) == Some("io.containerd.runc.v2")
-    });
+    let added_runc = runtimes
+        .get("runc")
+        .and_then(Item::as_table)
+        .is_some_and(|runc| {
+            runc.decor()
+                .prefix()
+                .and_then(|p| p.as_str())
+                .is_some_and(|p| p.contains(ADDED_RUNC_MARK))
+                && runc.len() == 1
+                && runc.get("runtime_type").and_then(Item::as_str) == Some("io.containerd.runc.v2")
+        });
     if added_runc {
         runtimes.remove("runc");
     }
@@ -112,8 +116,7 @@ pub fn remove_runtime(text: &str) -> Result<Option<String>> {
 
 /// Marks the runc entry `add_runtime` had to add, so `remove_runtime` takes
 /// it away again and leaves the config as it was.
-const ADDED_RUNC_MARK: &str =
-    "# added by wasmhttp-node-installer beside its runtime (CRI needs runc listed once any runtime is)";
+const ADDED_RUNC_MARK: &str = "# added by wasmhttp-node-installer beside its runtime (CRI needs runc listed once any runtime is)";
 
 /// The existing table under `key`, or a new implicit one (so intermediate
 /// levels are not written as empty `[headers]`).
@@ -421,7 +424,9 @@ root = "/var/lib/containerd"
             assert_eq!(remove_runtime(&added).unwrap().unwrap(), original);
         }
         // runc already listed (V2 has it with options): it stays
-        let removed = remove_runtime(&add_runtime(V2).unwrap().unwrap()).unwrap().unwrap();
+        let removed = remove_runtime(&add_runtime(V2).unwrap().unwrap())
+            .unwrap()
+            .unwrap();
         assert!(removed.contains("runtimes.runc]"), "{removed}");
         // an added runc entry an operator changed since: it stays
         let added = add_runtime("version = 3\n").unwrap().unwrap();

@@ -9,83 +9,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+pub mod table;
+mod values;
+
+pub use values::HostPattern;
+
 /// Variables with this prefix configure the shim and are never shown to the guest.
 pub const PREFIX: &str = "WASMHTTP_";
-
-/// One entry per known setting: name, accepted values, default. The README's
-/// configuration table lists the same.
-pub const KNOWN: &[(&str, &str, &str)] = &[
-    (
-        "WASMHTTP_MODE",
-        "`auto` (an HTTP handler is served, a wasi:cli command runs once), `proxy` (only an HTTP handler), `command` (run once: a wasi:cli command component or a WASI preview 1 module) or `cgi` (a wasi:cli command component or a WASI preview 1 module runs once per request, as a CGI program)",
-        "auto",
-    ),
-    (
-        "WASMHTTP_LISTEN",
-        "a socket address (`0.0.0.0:8080`, `[::]:8080`, `127.0.0.1:9000`) or a bare port (`8080`)",
-        "0.0.0.0:8080",
-    ),
-    (
-        "WASMHTTP_ADMIN_LISTEN",
-        "a socket address or a bare port for /healthz, /readyz and /metrics, or `off`",
-        "0.0.0.0:9090",
-    ),
-    (
-        "WASMHTTP_DRAIN_TIMEOUT",
-        "a duration (`25s`, `500ms`, `2m`) that requests in flight get after SIGTERM",
-        "25s",
-    ),
-    (
-        "WASMHTTP_REQUEST_TIMEOUT",
-        "a duration (`30s`, `1500ms`, `1m`) after which a request is answered 504",
-        "30s",
-    ),
-    (
-        "WASMHTTP_MAX_INSTANCE_MEMORY",
-        "a size (`64Mi`, `1Gi`, `500M`, bytes) one instance's linear memories may grow to",
-        "half the container's memory limit, else 4Gi",
-    ),
-    (
-        "WASMHTTP_MAX_CONCURRENCY",
-        "a positive number of requests served at once; more are answered 503",
-        "64 per CPU of the container's CPU limit (at least 16), at most one per 2Mi of its memory limit, at most 1000",
-    ),
-    (
-        "WASMHTTP_MAX_BODY",
-        "a size (`10Mi`, bytes) a request body may have; larger ones are answered 413",
-        "16Mi",
-    ),
-    (
-        "WASMHTTP_HEADER_TIMEOUT",
-        "a duration within which a client must send a request's headers (and a new connection its first request)",
-        "10s",
-    ),
-    (
-        "WASMHTTP_IDLE_TIMEOUT",
-        "a duration after which a keep-alive connection without a request is closed",
-        "60s",
-    ),
-    (
-        "WASMHTTP_ALLOWED_OUTBOUND_HOSTS",
-        "a comma-separated list of `host`, `host:port`, `*.suffix` (any subdomain), `[v6addr]:port` or `*` (any host)",
-        "none: all outbound HTTP is denied",
-    ),
-    (
-        "WASMHTTP_ALLOW_SOCKETS",
-        "`0` or `1`: whether the guest may use wasi:sockets (TCP/UDP, name lookups) in the container's network namespace",
-        "0",
-    ),
-    (
-        "WASMHTTP_INSTANCE_REUSE",
-        "a number from 1 to 100000: how many requests, one after another, one guest instance may serve (1: a fresh instance for every request)",
-        "1",
-    ),
-    (
-        "WASMHTTP_ACCESS_LOG",
-        "`off` or `json` (one JSON line per request on stderr)",
-        "off",
-    ),
-];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -112,59 +42,6 @@ pub struct Settings {
     /// Requests one instance serves in sequence before it is dropped; 1 keeps
     /// every request in an instance of its own.
     pub instance_reuse: u32,
-}
-
-/// One entry of WASMHTTP_ALLOWED_OUTBOUND_HOSTS.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostPattern {
-    /// lower case; `*` for any host, `*.suffix` for subdomains of suffix
-    host: String,
-    /// `None`: any port
-    port: Option<u16>,
-}
-
-impl HostPattern {
-    fn parse(entry: &str) -> Option<Self> {
-        let entry = entry.trim().to_ascii_lowercase();
-        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
-            let (address, after) = rest.split_once(']')?;
-            address.parse::<std::net::Ipv6Addr>().ok()?;
-            let port = match after.strip_prefix(':') {
-                Some(port) => Some(port.parse().ok()?),
-                None if after.is_empty() => None,
-                None => return None,
-            };
-            (address.to_string(), port)
-        } else {
-            match entry.split_once(':') {
-                Some((host, port)) => (host.to_string(), Some(port.parse().ok()?)),
-                None => (entry.clone(), None),
-            }
-        };
-        let name = host.strip_prefix("*.").unwrap_or(&host);
-        let valid = host == "*"
-            || (!name.is_empty()
-                && name.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                }))
-            || host.parse::<std::net::Ipv6Addr>().is_ok();
-        valid.then_some(Self { host, port })
-    }
-
-    /// Whether a request to `host:port` is allowed by this entry.
-    pub fn matches(&self, host: &str, port: u16) -> bool {
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        let host_ok = match self.host.strip_prefix("*.") {
-            _ if self.host == "*" => true,
-            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
-            None => host == self.host,
-        };
-        host_ok && self.port.is_none_or(|p| p == port)
-    }
 }
 
 /// WASMHTTP_MODE: how the program is run.
@@ -253,23 +130,31 @@ impl Settings {
         }
     }
 
+    /// Every setting at its default (see [`table::TABLE`]), some of which
+    /// follow `limits`.
     fn defaults(limits: &Limits) -> Self {
-        Self {
+        let mut settings = Self {
             mode: Mode::Auto,
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
-            admin_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9090)),
-            drain_timeout: Duration::from_secs(25),
-            request_timeout: Duration::from_secs(30),
-            max_instance_memory: limits.default_max_instance_memory(),
-            max_concurrency: limits.default_max_concurrency(),
-            max_body: 16 << 20,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            admin_listen: None,
+            drain_timeout: Duration::ZERO,
+            request_timeout: Duration::ZERO,
+            max_instance_memory: 0,
+            max_concurrency: 0,
+            max_body: 0,
+            header_timeout: Duration::ZERO,
+            idle_timeout: Duration::ZERO,
             access_log: AccessLog::Off,
             allowed_outbound_hosts: Vec::new(),
             allow_sockets: false,
-            instance_reuse: 1,
+            instance_reuse: 0,
+        };
+        for setting in table::TABLE {
+            let value = setting.default_value(limits);
+            (setting.apply)(&mut settings, &value)
+                .unwrap_or_else(|_| panic!("the default {}={value:?} is refused", setting.name));
         }
+        settings
     }
 }
 
@@ -333,119 +218,27 @@ impl Environment {
                 guest_env.push((name, value));
                 continue;
             }
-            let error = || SettingError {
-                variable: name.clone(),
-                value: value.clone(),
-                accepted: accepted(&name),
+            let Some(setting) = table::find(&name) else {
+                let known: Vec<&str> = table::TABLE.iter().map(|s| s.name).collect();
+                return Err(SettingError {
+                    variable: name,
+                    value,
+                    accepted: format!(
+                        "no such setting; settings start with {PREFIX} and are one of: {}",
+                        known.join(", ")
+                    ),
+                });
             };
-            let value_str = value.trim();
-            match name.as_str() {
-                "WASMHTTP_MODE" => {
-                    settings.mode = match value_str {
-                        "auto" | "" => Mode::Auto,
-                        "proxy" => Mode::Proxy,
-                        "command" => Mode::Command,
-                        "cgi" => Mode::Cgi,
-                        _ => return Err(error()),
-                    }
-                }
-                "WASMHTTP_LISTEN" => {
-                    settings.listen = parse_address(value_str).ok_or_else(error)?
-                }
-                "WASMHTTP_ADMIN_LISTEN" => {
-                    settings.admin_listen = if value_str == "off" {
-                        None
-                    } else {
-                        Some(parse_address(value_str).ok_or_else(error)?)
-                    }
-                }
-                "WASMHTTP_DRAIN_TIMEOUT" => {
-                    settings.drain_timeout = parse_duration(value_str).ok_or_else(error)?
-                }
-                "WASMHTTP_REQUEST_TIMEOUT" => {
-                    settings.request_timeout = parse_duration(value_str)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(error)?
-                }
-                "WASMHTTP_MAX_INSTANCE_MEMORY" => {
-                    settings.max_instance_memory = parse_size(value_str)
-                        .filter(|size| (1 << 16..=WASM32_MEMORY).contains(size))
-                        .ok_or_else(|| SettingError {
-                            accepted: format!("{}, between 64Ki and 4Gi", accepted(&name)),
-                            ..error()
-                        })?
-                }
-                "WASMHTTP_MAX_CONCURRENCY" => {
-                    settings.max_concurrency = value_str
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_INSTANCES).contains(n))
-                        .ok_or_else(|| SettingError {
-                            accepted: format!("{}, at most {MAX_INSTANCES}", accepted(&name)),
-                            ..error()
-                        })?
-                }
-                "WASMHTTP_MAX_BODY" => {
-                    settings.max_body = parse_size(value_str).ok_or_else(error)?
-                }
-                "WASMHTTP_HEADER_TIMEOUT" => {
-                    settings.header_timeout = parse_duration(value_str)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(error)?
-                }
-                "WASMHTTP_IDLE_TIMEOUT" => {
-                    settings.idle_timeout = parse_duration(value_str)
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(error)?
-                }
-                "WASMHTTP_ALLOWED_OUTBOUND_HOSTS" => {
-                    settings.allowed_outbound_hosts = value_str
-                        .split(',')
-                        .filter(|entry| !entry.trim().is_empty())
-                        .map(|entry| {
-                            HostPattern::parse(entry).ok_or_else(|| SettingError {
-                                accepted: format!(
-                                    "{} (the entry {:?} is none of these)",
-                                    accepted(&name),
-                                    entry.trim()
-                                ),
-                                ..error()
-                            })
-                        })
-                        .collect::<Result<_, _>>()?
-                }
-                "WASMHTTP_ALLOW_SOCKETS" => {
-                    settings.allow_sockets = match value_str {
-                        "1" | "true" => true,
-                        "0" | "false" | "" => false,
-                        _ => return Err(error()),
-                    }
-                }
-                "WASMHTTP_INSTANCE_REUSE" => {
-                    settings.instance_reuse = value_str
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_INSTANCE_REUSE).contains(n))
-                        .ok_or_else(error)?
-                }
-                "WASMHTTP_ACCESS_LOG" => {
-                    settings.access_log = match value_str {
-                        "off" | "" => AccessLog::Off,
-                        "json" => AccessLog::Json,
-                        _ => return Err(error()),
-                    }
-                }
-                _ => {
-                    let known: Vec<&str> = KNOWN.iter().map(|(n, _, _)| *n).collect();
-                    return Err(SettingError {
-                        variable: name,
-                        value,
-                        accepted: format!(
-                            "no such setting; settings start with {PREFIX} and are one of: {}",
-                            known.join(", ")
-                        ),
-                    });
-                }
+            if let Err(detail) = (setting.apply)(&mut settings, value.trim()) {
+                let accepted = match detail {
+                    Some(detail) => format!("{} ({detail})", setting.accepted),
+                    None => setting.accepted.to_string(),
+                };
+                return Err(SettingError {
+                    variable: name,
+                    value,
+                    accepted,
+                });
             }
         }
         if settings.mode == Mode::Cgi && settings.instance_reuse > 1 {
@@ -465,64 +258,10 @@ impl Environment {
     }
 }
 
-fn accepted(name: &str) -> String {
-    KNOWN
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, a, _)| a.to_string())
-        .unwrap_or_default()
-}
-
-fn parse_address(value: &str) -> Option<SocketAddr> {
-    if let Ok(addr) = value.parse::<SocketAddr>() {
-        return Some(addr);
-    }
-    let port: u16 = value.parse().ok()?;
-    Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
-}
-
-/// `250ms`, `30s`, `2m`, `1h`; a bare number is seconds.
-fn parse_duration(value: &str) -> Option<Duration> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "s" | "" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    (0.0..1e9)
-        .contains(&seconds)
-        .then(|| Duration::from_secs_f64(seconds))
-}
-
-/// Kubernetes quantities: `64Mi`, `1Gi`, `500M`, `10k`, or bytes.
-fn parse_size(value: &str) -> Option<u64> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit {
-        "" => 1,
-        "k" | "K" => 1000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" | "MiB" => 1 << 20,
-        "Gi" | "GiB" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use values::{parse_duration, parse_size};
 
     fn parse(entries: &[&str]) -> Result<Environment, SettingError> {
         Environment::from_entries(entries, &Limits::default())
@@ -706,33 +445,6 @@ mod tests {
         assert!(any.settings.allowed_outbound_hosts[0].matches("anything.at.all", 1));
         let err = parse(&["WASMHTTP_ALLOWED_OUTBOUND_HOSTS=ok.com,bad host,x:port"]).unwrap_err();
         assert!(err.to_string().contains("\"bad host\""), "{err}");
-    }
-
-    #[test]
-    fn the_readme_table_lists_every_setting() {
-        let readme = include_str!("../../README.md");
-        for (name, _, _) in KNOWN {
-            assert!(
-                readme
-                    .lines()
-                    .any(|l| l.starts_with(&format!("| `{name}` |"))),
-                "README's configuration table has no row for {name}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_charts_values_schema_admits_every_setting() {
-        let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../charts/wasmhttp/values.schema.json")).unwrap();
-        let admitted: Vec<&str> = schema["properties"]["settings"]["propertyNames"]["enum"]
-            .as_array()
-            .expect("settings' names are an enum")
-            .iter()
-            .map(|name| name.as_str().unwrap())
-            .collect();
-        let known: Vec<&str> = KNOWN.iter().map(|(name, _, _)| *name).collect();
-        assert_eq!(admitted, known, "charts/wasmhttp/values.schema.json");
     }
 
     #[test]
