@@ -23,6 +23,9 @@ pub enum ComponentCode {
     /// to should the artifact not load (it names another wasmtime, say).
     Precompiled {
         artifact: Vec<u8>,
+        /// The engine it was made by ([`engine::cache_key`]): machine code
+        /// is trusted only from an engine identical to ours.
+        cache_key: String,
         /// What one instance takes from the pool, when the cache kept it.
         footprint: Option<engine::Footprint>,
         fallback: Option<Box<dyn FnOnce() -> Result<Vec<u8>> + Send>>,
@@ -191,12 +194,27 @@ fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Code> {
     match code {
         ComponentCode::Wasm(wasm) => engine::compile(engine, &wasm),
         ComponentCode::Precompiled {
-            artifact, fallback, ..
+            artifact,
+            cache_key,
+            fallback,
+            ..
         } => {
-            match engine::load_precompiled(engine, &artifact) {
+            let ours = engine::cache_key(engine);
+            let loaded = if cache_key == ours {
+                engine::load_precompiled(engine, &artifact)
+            } else {
+                Err(anyhow::anyhow!(
+                    "the precompiled component was made by another engine (cache key {cache_key}, this engine's is {ours})"
+                ))
+            };
+            match loaded {
                 Ok(component) => Ok(component),
                 Err(err) => {
-                    let fallback = fallback.context("the precompiled component does not load and there is no wasm to fall back to")?;
+                    let Some(fallback) = fallback else {
+                        return Err(err.context(
+                            "the precompiled component does not load and there is no wasm to fall back to",
+                        ));
+                    };
                     eprintln!("wasmhttp: {err:#}; compiling from the wasm instead");
                     engine::compile(engine, &fallback()?)
                 }
@@ -229,4 +247,53 @@ fn stop_signals() -> Result<mpsc::Receiver<i32>> {
 mod libc_signal {
     pub const SIGINT: i32 = nix::sys::signal::Signal::SIGINT as i32;
     pub const SIGTERM: i32 = nix::sys::signal::Signal::SIGTERM as i32;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn precompiled(artifact: Vec<u8>, cache_key: String, wasm: Option<Vec<u8>>) -> ComponentCode {
+        ComponentCode::Precompiled {
+            artifact,
+            cache_key,
+            footprint: None,
+            fallback: wasm.map(|wasm| {
+                Box::new(move || Ok(wasm)) as Box<dyn FnOnce() -> Result<Vec<u8>> + Send>
+            }),
+        }
+    }
+
+    #[test]
+    fn machine_code_of_another_engine_is_never_loaded_but_compiled_anew() {
+        let engine = engine::new_engine().unwrap();
+        let ours = engine::cache_key(&engine);
+        let wasm = wasmhttp_fixtures::build("hello").unwrap();
+        let artifact = engine::precompile(&engine, &wasm).unwrap();
+        assert!(load(&engine, precompiled(artifact.clone(), ours.clone(), None)).is_ok());
+
+        // another key: not deserialized, even though these bytes would load
+        let err = load(
+            &engine,
+            precompiled(artifact.clone(), "0f".repeat(32), None),
+        )
+        .err()
+        .expect("refused without wasm to compile");
+        assert!(
+            format!("{err:#}").contains("made by another engine"),
+            "{err:#}"
+        );
+        // and with the wasm at hand, compiled from it
+        let code = load(
+            &engine,
+            precompiled(artifact, "0f".repeat(32), Some(wasm.clone())),
+        );
+        assert!(matches!(code, Ok(Code::Component(_))));
+
+        // our key but bytes that are no artifact: wasmtime's own check refuses them
+        let err = load(&engine, precompiled(b"junk".to_vec(), ours, None))
+            .err()
+            .unwrap();
+        assert!(!format!("{err:#}").contains("another engine"), "{err:#}");
+    }
 }

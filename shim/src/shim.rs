@@ -248,6 +248,7 @@ fn component_from_layers(
     for layer in layers {
         if layer.precompiled && Bundle::is_bundle(&layer.layer) {
             let bundle = Bundle::decode(&layer.layer)?;
+            let cache_key = bundle.cache_key;
             for entry in bundle.entries {
                 match &entry.path {
                     Some(path) if Some(path) == entrypoint_str.as_ref() => {
@@ -259,6 +260,7 @@ fn component_from_layers(
                             entry.world,
                             ComponentCode::Precompiled {
                                 artifact: entry.artifact,
+                                cache_key,
                                 footprint: entry.footprint,
                                 fallback,
                             },
@@ -269,6 +271,7 @@ fn component_from_layers(
                         entry.world,
                         ComponentCode::Precompiled {
                             artifact: entry.artifact,
+                            cache_key: cache_key.clone(),
                             footprint: entry.footprint,
                             fallback: None,
                         },

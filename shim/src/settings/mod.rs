@@ -9,9 +9,11 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+mod limits;
 pub mod table;
 mod values;
 
+pub use limits::Limits;
 pub use values::HostPattern;
 
 /// Variables with this prefix configure the shim and are never shown to the guest.
@@ -77,15 +79,6 @@ pub enum AccessLog {
     Json,
 }
 
-/// What the container may use, from its OCI spec (`linux.resources`).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Limits {
-    /// `memory.limit` in bytes.
-    pub memory: Option<u64>,
-    /// `cpu.quota / cpu.period`.
-    pub cpus: Option<f64>,
-}
-
 /// The pooling allocator's slots: more instances than this cannot exist at once.
 pub const MAX_INSTANCES: usize = 1000;
 /// WASMHTTP_INSTANCE_REUSE's upper bound: high enough for any benefit, low enough
@@ -93,32 +86,6 @@ pub const MAX_INSTANCES: usize = 1000;
 pub const MAX_INSTANCE_REUSE: u32 = 100_000;
 /// The most a 32-bit linear memory can hold.
 pub const WASM32_MEMORY: u64 = 4 << 30;
-
-impl Limits {
-    fn default_max_instance_memory(&self) -> u64 {
-        // Leave half the limit to the shim, the compiled code and other
-        // instances' pages, so one guest fails its allocation (a 500) before
-        // the kernel kills the whole container. The JavaScript and Python
-        // examples run under 32 MiB and 16 MiB.
-        match self.memory {
-            Some(limit) => (limit / 2).clamp(1 << 20, WASM32_MEMORY),
-            None => WASM32_MEMORY,
-        }
-    }
-
-    fn default_max_concurrency(&self) -> usize {
-        let by_cpu = match self.cpus {
-            Some(cpus) => ((cpus * 64.0).ceil() as usize).max(16),
-            None => MAX_INSTANCES,
-        };
-        // a fresh instance costs at least its dirty pages; 2 MiB is a small one
-        let by_memory = match self.memory {
-            Some(limit) => ((limit >> 21) as usize).max(1),
-            None => MAX_INSTANCES,
-        };
-        by_cpu.min(by_memory).min(MAX_INSTANCES)
-    }
-}
 
 impl Settings {
     /// The idle limits of a connection, on both listeners.
@@ -387,26 +354,6 @@ mod tests {
         assert_eq!(env.settings.idle_timeout, Duration::from_secs(5));
         let err = parse(&["WASMHTTP_IDLE_TIMEOUT=0"]).unwrap_err();
         assert_eq!(err.variable, "WASMHTTP_IDLE_TIMEOUT");
-    }
-
-    #[test]
-    fn defaults_follow_the_container_limits() {
-        let pod = Limits {
-            memory: Some(128 << 20),
-            cpus: Some(0.5),
-        };
-        let env = Environment::from_entries(&["A=b"], &pod).unwrap();
-        assert_eq!(env.settings.max_instance_memory, 64 << 20);
-        // 0.5 CPU: 32 by CPU, raised to the floor of 16; memory allows 64
-        assert_eq!(env.settings.max_concurrency, 32);
-        let tiny = Limits {
-            memory: Some(16 << 20),
-            cpus: Some(4.0),
-        };
-        assert_eq!(tiny.default_max_concurrency(), 8);
-        // an explicit value wins over the derived one
-        let env = Environment::from_entries(&["WASMHTTP_MAX_CONCURRENCY=3"], &pod).unwrap();
-        assert_eq!(env.settings.max_concurrency, 3);
     }
 
     #[test]

@@ -13,16 +13,20 @@
 
 use std::io::Read;
 
-use anyhow::{Context, Result, bail, ensure};
-use serde::{Deserialize, Serialize};
+use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 #[cfg(feature = "runtime")]
 use wasmtime::Engine;
 
 #[cfg(feature = "runtime")]
 use crate::engine;
+#[cfg(feature = "runtime")]
 use crate::footprint::Footprint;
 use crate::world::{self, World};
+
+mod bundle;
+
+pub use bundle::{Bundle, Entry};
 
 /// Layer media types whose content is a component itself.
 pub const RAW_WASM_LAYERS: &[&str] = &[
@@ -49,8 +53,6 @@ pub const LAYER_TYPES: &[&str] = &[
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
 ];
 
-const MAGIC: &[u8] = b"WASMHTTP-PRECOMPILED\n";
-
 /// The largest component the shim loads. Real ones are far smaller (the
 /// Python example, with its interpreter, is 40 MB); the cap keeps a
 /// gzip bomb or a mislabelled disk image in a layer from filling the shim's
@@ -63,117 +65,6 @@ pub fn too_large(what: &str, size: u64) -> anyhow::Error {
         "{what} is {size} bytes; wasmhttp loads components of up to {} MiB",
         MAX_COMPONENT_BYTES >> 20
     )
-}
-
-/// The precompiled form of one layer.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Bundle {
-    pub cache_key: String,
-    pub entries: Vec<Entry>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// Absolute path in the rootfs for tar layers; `None` for a bare component layer.
-    pub path: Option<String>,
-    pub world: World,
-    /// SHA-256 of the original wasm, so a cached artifact can be matched to its source.
-    pub source_sha256: String,
-    /// What an instance takes from the pool; absent in bundles of earlier
-    /// versions (the program is then loaded once more to find out).
-    pub footprint: Option<Footprint>,
-    pub artifact: Vec<u8>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Header {
-    cache_key: String,
-    entries: Vec<EntryHeader>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct EntryHeader {
-    path: Option<String>,
-    world: World,
-    source_sha256: String,
-    #[serde(default)]
-    footprint: Option<Footprint>,
-    len: u64,
-}
-
-impl Bundle {
-    pub fn encode(&self) -> Vec<u8> {
-        let header = Header {
-            cache_key: self.cache_key.clone(),
-            entries: self
-                .entries
-                .iter()
-                .map(|e| EntryHeader {
-                    path: e.path.clone(),
-                    world: e.world,
-                    source_sha256: e.source_sha256.clone(),
-                    footprint: e.footprint,
-                    len: e.artifact.len() as u64,
-                })
-                .collect(),
-        };
-        let header = serde_json::to_vec(&header).expect("the header serialises");
-        let mut out = Vec::with_capacity(
-            MAGIC.len()
-                + 4
-                + header.len()
-                + self.entries.iter().map(|e| e.artifact.len()).sum::<usize>(),
-        );
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(&header);
-        for entry in &self.entries {
-            out.extend_from_slice(&entry.artifact);
-        }
-        out
-    }
-
-    pub fn is_bundle(bytes: &[u8]) -> bool {
-        bytes.starts_with(MAGIC)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let rest = bytes
-            .strip_prefix(MAGIC)
-            .context("not a wasmhttp precompiled bundle")?;
-        ensure!(rest.len() >= 4, "truncated precompiled bundle");
-        let header_len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        let rest = &rest[4..];
-        ensure!(
-            rest.len() >= header_len,
-            "truncated precompiled bundle header"
-        );
-        let header: Header =
-            serde_json::from_slice(&rest[..header_len]).context("bad precompiled bundle header")?;
-        let mut artifacts = &rest[header_len..];
-        let mut entries = Vec::with_capacity(header.entries.len());
-        for entry in header.entries {
-            let len = usize::try_from(entry.len)?;
-            ensure!(artifacts.len() >= len, "truncated precompiled artifact");
-            let (artifact, tail) = artifacts.split_at(len);
-            artifacts = tail;
-            entries.push(Entry {
-                path: entry.path,
-                world: entry.world,
-                source_sha256: entry.source_sha256,
-                footprint: entry.footprint,
-                artifact: artifact.to_vec(),
-            });
-        }
-        ensure!(
-            artifacts.is_empty(),
-            "trailing bytes after the precompiled artifacts"
-        );
-        Ok(Bundle {
-            cache_key: header.cache_key,
-            entries,
-        })
-    }
 }
 
 /// A runnable component found in a layer, before compilation.
@@ -278,7 +169,6 @@ pub fn precompile_layer(
         entries.push(Entry {
             path,
             world,
-            source_sha256: sha256_hex(&wasm),
             footprint,
             artifact,
         });
@@ -306,51 +196,6 @@ mod tests {
             builder.append_data(&mut header, path, *content).unwrap();
         }
         builder.into_inner().unwrap()
-    }
-
-    #[test]
-    fn bundle_round_trips() {
-        let bundle = Bundle {
-            cache_key: "k".into(),
-            entries: vec![
-                Entry {
-                    path: Some("/a.wasm".into()),
-                    world: World::HttpHandler,
-                    source_sha256: "s".into(),
-                    footprint: Some(Footprint {
-                        memories: 3,
-                        tables: 2,
-                        largest_initial_memory: 1 << 20,
-                        largest_initial_table: 7,
-                    }),
-                    artifact: vec![1, 2, 3],
-                },
-                Entry {
-                    path: None,
-                    world: World::Command,
-                    source_sha256: "t".into(),
-                    footprint: None,
-                    artifact: vec![],
-                },
-            ],
-        };
-        let bytes = bundle.encode();
-        assert!(Bundle::is_bundle(&bytes));
-        assert_eq!(Bundle::decode(&bytes).unwrap(), bundle);
-        assert!(Bundle::decode(&bytes[..bytes.len() - 1]).is_err());
-    }
-
-    /// A bundle written before footprints were kept still decodes.
-    #[test]
-    fn bundles_without_footprints_decode() {
-        let header = br#"{"cache_key":"k","entries":[{"path":null,"world":"http-handler","source_sha256":"s","len":2}]}"#;
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(header);
-        bytes.extend_from_slice(&[7, 8]);
-        let bundle = Bundle::decode(&bytes).unwrap();
-        assert_eq!(bundle.entries[0].footprint, None);
-        assert_eq!(bundle.entries[0].artifact, vec![7, 8]);
     }
 
     #[test]
@@ -413,7 +258,6 @@ mod tests {
         let bundle = Bundle::decode(&bytes).unwrap();
         assert_eq!(bundle.cache_key, engine::cache_key(&engine));
         assert_eq!(bundle.entries[0].path.as_deref(), Some("/component.wasm"));
-        assert_eq!(bundle.entries[0].source_sha256, sha256_hex(&hello));
         let loaded = engine::load_precompiled(&engine, &bundle.entries[0].artifact).unwrap();
         assert!(matches!(loaded, engine::Code::Component(_)));
         assert_eq!(bundle.entries[0].footprint, Some(Footprint::of(&loaded)));
