@@ -42,6 +42,8 @@ demo-cgi: examples
 	@scripts/demo.sh cgi-c
 
 test: examples static
+	@echo "test: the patched runwasi crates are crates.io's plus third_party/*.patch"
+	scripts/third-party.sh check
 	@echo "test: shell scripts (shellcheck)"
 	shellcheck scripts/*.sh tests/*.sh tests/k3d/*.sh tests/k8s/*.sh bench/*.sh
 	@echo "test: Helm chart and manifests (helm lint/template, Kubernetes schemas, deploy/ = chart)"

@@ -37,6 +37,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 command -v cargo >/dev/null || { echo "setup: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
+# the patched runwasi crates the workspace's [patch.crates-io] points at
+scripts/third-party.sh
 if [ "${1:-}" = build ]; then echo "setup: build dependencies ok"; exit 0; fi
 
 # containerd 1.7 and 2.1 beside the host's 1.6, for the suites' version matrix

@@ -1,6 +1,0 @@
-#![cfg(unix)]
-
-mod client;
-mod lease;
-
-pub(crate) use client::Client;

@@ -1,5 +1,0 @@
-#[allow(clippy::module_inception)]
-mod container;
-
-mod executor;
-pub mod instance;

@@ -1,3 +1,0 @@
-pub mod container;
-
-mod pid_fd;
