@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::eventually::until;
 use support::http;
 use support::served::{example, fixture, metric, serve, temp_dir, wait_for_metric, wasmhttp};
 
@@ -246,14 +247,12 @@ fn limits_apply_as_in_proxy_mode() {
 
     // one run at a time: a second request while one loops is refused at once
     let looping = std::thread::spawn(move || http::get(addr, "/loop"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while metric(served.admin, "wasmhttp_requests_in_flight") < 1.0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the loop never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until(
+        Duration::from_secs(2),
+        "the loop starts",
+        || metric(served.admin, "wasmhttp_requests_in_flight") >= 1.0,
+        || "no request in flight".into(),
+    );
     assert_eq!(http::get(addr, "/echo").unwrap().status, 503);
     assert_eq!(looping.join().unwrap().unwrap().status, 504);
     assert_eq!(http::get(addr, "/echo").unwrap().status, 201);

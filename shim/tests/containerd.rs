@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::containerd::{self, Suite, Version, run_suite};
+use support::eventually::{eventually, until};
 use support::grpc::UnpackLess;
 use support::harness;
 use support::http::{self, Connection, free_port, wait_until_serving};
@@ -94,6 +95,10 @@ const CASES: &[harness::Case<Suite>] = &[
     (
         "layers_the_shim_cannot_read_or_load_fail_with_the_cause",
         layers_the_shim_cannot_read_or_load_fail_with_the_cause,
+    ),
+    (
+        "collected_precompiled_content_is_said_and_compiled_again",
+        collected_precompiled_content_is_said_and_compiled_again,
     ),
     (
         "pods_keep_serving_while_containerd_restarts",
@@ -222,7 +227,12 @@ impl limits::Server for CtrServer<'_> {
 /// The limits table through the shim: the WAT fixture, and the Python and
 /// JavaScript examples, each in its own container with the table's settings.
 fn limits_hold_for_fixtures_and_real_guests(s: &Suite) {
-    for guest in limits::guests(images::fixture(&s.work, "slow")) {
+    let guests = limits::guests(
+        images::fixture(&s.work, "slow"),
+        images::fixture(&s.work, "cgi"),
+        images::fixture(&s.work, "cgi-component"),
+    );
+    for guest in guests {
         let reference = format!("wasmhttp-test/limits-{}:1", guest.name);
         s.import(
             &images::wasmhttp_image(&s.work, &guest.component, &reference),
@@ -231,6 +241,7 @@ fn limits_hold_for_fixtures_and_real_guests(s: &Suite) {
         let (addr, listen) = loopback();
         let mut env = vec![("WASMHTTP_LISTEN", listen.as_str())];
         env.extend_from_slice(limits::SETTINGS);
+        env.extend_from_slice(guest.settings);
         let mut task = s.containerd.run(
             &format!("limits-{}", guest.name),
             &format!("docker.io/{reference}"),
@@ -257,10 +268,9 @@ fn loopback() -> (SocketAddr, String) {
 
 /// Waits for the container to answer on `addr`; fails at once if it exits.
 fn serving(addr: SocketAddr, task: &mut support::containerd::Task) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually(Duration::from_secs(60), &format!("{addr} answers"), || {
         if wait_until_serving(addr, Duration::from_millis(200)).is_ok() {
-            return;
+            return Ok(());
         }
         assert!(
             task.is_running(),
@@ -268,12 +278,8 @@ fn serving(addr: SocketAddr, task: &mut support::containerd::Task) {
             task.id,
             task.output()
         );
-        assert!(
-            Instant::now() < deadline,
-            "nothing answered on {addr} within 60s\n{}",
-            task.output()
-        );
-    }
+        Err(task.output())
+    });
 }
 
 fn wasmhttp_image_serves_body_headers_env_and_args(s: &Suite) {
@@ -350,15 +356,12 @@ fn guest_stdout_is_the_task_stdout(s: &Suite) {
     let response = http::get(addr, "/").unwrap();
     assert_eq!(response.status, 200);
     assert!(response.text().contains("Hello"), "{}", response.text());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !task.stdout().contains("hello fixture: handling a request") {
-        assert!(
-            Instant::now() < deadline,
-            "the guest's log line never reached the task's stdout\n{}",
-            task.output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(
+        Duration::from_secs(5),
+        "the guest's log line reaches the task's stdout",
+        || task.stdout().contains("hello fixture: handling a request"),
+        || task.output(),
+    );
     assert!(
         task.stderr().contains("serving HTTP on"),
         "{}",
@@ -369,20 +372,14 @@ fn guest_stdout_is_the_task_stdout(s: &Suite) {
 
 /// Waits (10 s at most) until the file at `path` contains `text`.
 fn wait_for_file_text(path: &Path, text: &str, context: &dyn Fn() -> String) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("{text:?} reaches {}", path.display());
+    eventually(Duration::from_secs(10), &what, || {
         let found = std::fs::read_to_string(path).unwrap_or_default();
         if found.contains(text) {
-            return found;
+            return Ok(found);
         }
-        assert!(
-            Instant::now() < deadline,
-            "{text:?} never reached {}: {found:?}\n{}",
-            path.display(),
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Err(format!("{found:?}\n{}", context()))
+    })
 }
 
 /// `ctr run --log-uri`: a `file://` URI gets the guest's stdout and the
@@ -803,6 +800,93 @@ fn missing_content_and_a_busy_port_fail_with_the_cause(s: &Suite) {
     assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
 }
 
+/// The compiled form of an image's layer is content like any other: when
+/// it is gone (collected, or removed by hand) the next start says so in
+/// containerd's log and compiles the layer again, and the start after that
+/// is served from the new compiled content without another word.
+fn collected_precompiled_content_is_said_and_compiled_again(s: &Suite) {
+    // a layer of its own: other cases' hello images share theirs (and its
+    // compiled content) by digest; a custom section makes this one unique
+    let mut hello = wasmhttp_fixtures::build("hello").unwrap();
+    let name = b"wasmhttp-test-collected";
+    hello.extend_from_slice(&[0, name.len() as u8 + 1, name.len() as u8]);
+    hello.extend_from_slice(name);
+    let wasm = s.work.join("collected.wasm");
+    std::fs::write(&wasm, &hello).unwrap();
+    let reference = "docker.io/wasmhttp-test/collected:1";
+    let tar = images::wasmhttp_image(&s.work, &wasm, "wasmhttp-test/collected:1");
+    s.import(&tar, &[]);
+    let layer = s.first_layer(reference);
+    // the layer's label names its compiled content
+    let compiled = || -> Option<String> {
+        let listing = s.containerd.ctr_ok(&["content", "ls"]);
+        let line = listing.lines().find(|l| l.starts_with(&layer))?.to_string();
+        let label = line
+            .split([',', ' ', '\t'])
+            .find(|w| w.starts_with("runwasi.io/precompiled/wasmhttp/"))?;
+        Some(label.split_once('=')?.1.to_string())
+    };
+    let exists = |digest: &str| {
+        s.containerd
+            .ctr_ok(&["content", "ls", "-q"])
+            .lines()
+            .any(|l| l == digest)
+    };
+    let said = "failed to load precompiled layer";
+    let start = |id: &str| {
+        let (addr, listen) = loopback();
+        let mut task = s
+            .containerd
+            .run(id, reference, &[("WASMHTTP_LISTEN", &listen)], &[], &[]);
+        serving(addr, &mut task);
+        assert_eq!(http::get(addr, "/").unwrap().status, 200);
+        s.stop(&mut task);
+    };
+
+    start("collected-1");
+    let first = compiled().expect("the layer is labelled with its compiled content");
+    assert!(exists(&first));
+    s.containerd.ctr_ok(&["content", "rm", &first]);
+    assert!(!exists(&first));
+    let before = s
+        .containerd
+        .log()
+        .lines()
+        .filter(|l| l.contains(said))
+        .count();
+
+    start("collected-2");
+    let log = s.containerd.log();
+    let new: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(said))
+        .skip(before)
+        .collect();
+    assert!(
+        new.len() == 1 && !new[0].contains("precompiled layer not found"),
+        "the missing compiled content is not in containerd's log: {new:?}\n{}",
+        s.containerd.log_tail()
+    );
+    let again = compiled().expect("compiled again and labelled");
+    assert!(
+        exists(&again),
+        "the label names {again}, which is not there"
+    );
+
+    start("collected-3");
+    let after = s
+        .containerd
+        .log()
+        .lines()
+        .filter(|l| l.contains(said))
+        .count();
+    assert_eq!(
+        after,
+        before + 1,
+        "the third start did not use the new compiled content"
+    );
+}
+
 fn layers_the_shim_cannot_read_or_load_fail_with_the_cause(s: &Suite) {
     let leases = s.containerd.leases();
     // a wasm image whose one layer has a media type no wasm shim reads
@@ -917,16 +1001,12 @@ fn task_status(s: &Suite, id: &str) -> Option<String> {
 }
 
 fn wait_for_task_status(s: &Suite, id: &str, wanted: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while task_status(s, id).as_deref() != Some(wanted) {
-        assert!(
-            Instant::now() < deadline,
-            "{id} is {:?}, not {wanted}\n{}",
-            task_status(s, id),
-            s.containerd.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(
+        Duration::from_secs(15),
+        &format!("{id} is {wanted}"),
+        || task_status(s, id).as_deref() == Some(wanted),
+        || format!("{:?}\n{}", task_status(s, id), s.containerd.log_tail()),
+    );
 }
 
 fn pods_keep_serving_while_containerd_restarts(s: &Suite) {
@@ -1001,15 +1081,12 @@ fn a_killed_shim_is_reported_and_cleaned_up(s: &Suite) {
     );
     // containerd notices the dead shim, runs its binary's delete action,
     // publishes the exit and drops the task; nothing serves on
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while task_status(s, "killed-shim").is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "containerd still lists the task of a dead shim\n{}",
-            s.containerd.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(
+        Duration::from_secs(15),
+        "containerd drops the task of a dead shim",
+        || task_status(s, "killed-shim").is_none(),
+        || s.containerd.log_tail(),
+    );
     assert!(
         s.containerd
             .log_tail()
@@ -1017,23 +1094,21 @@ fn a_killed_shim_is_reported_and_cleaned_up(s: &Suite) {
         "{}",
         s.containerd.log_tail()
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http::get(addr, "/").is_ok() {
-        assert!(Instant::now() < deadline, "the container outlived its shim");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(
+        Duration::from_secs(10),
+        "the container ends with its shim",
+        || http::get(addr, "/").is_err(),
+        || format!("{addr} still answers"),
+    );
     s.containerd
         .ctr_ok(&["containers", "delete", "killed-shim"]);
     s.containerd.assert_cleaned_up("killed-shim");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cgroup.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} was left behind",
-            cgroup.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until(
+        Duration::from_secs(10),
+        "the container's cgroup is removed",
+        || !cgroup.exists(),
+        || format!("{} is still there", cgroup.display()),
+    );
 }
 
 fn bad_setting_fails_to_start_naming_the_variable(s: &Suite) {
@@ -1347,23 +1422,19 @@ fn cgi_programs_answer_requests_in_both_forms(s: &Suite) {
             201,
             "{form}: still serving"
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
         // the program's stderr and the shim's reasons are the container log
-        for logged in [
+        let logged = [
             "cgi fixture: PUT /items/7",
             "is not a header",
             "the program trapped",
             "without writing a response",
-        ] {
-            while !task.stderr().contains(logged) {
-                assert!(
-                    Instant::now() < deadline,
-                    "{form}: {logged:?} not in the container log\n{}",
-                    task.output()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        ];
+        until(
+            Duration::from_secs(5),
+            &format!("{form}: {logged:?} are in the container log"),
+            || logged.iter().all(|line| task.stderr().contains(line)),
+            || task.output(),
+        );
         s.stop(&mut task);
         // compiled in the shim at the first start, like any component
         let manifest = s.image_digest(&image);

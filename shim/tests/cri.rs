@@ -16,6 +16,7 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use support::containerd::{self, PrivateContainerd};
+use support::eventually::{eventually, until};
 use support::harness;
 use support::http;
 use support::images;
@@ -128,21 +129,18 @@ impl Suite {
     /// initialised ("server is not initialized yet"); a kubelet retries, so
     /// does this.
     fn wait_for_cri(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.call(
-                self.cri()
-                    .list_pod_sandbox(ListPodSandboxRequest { filter: None }),
-            ) {
-                Ok(_) => return,
-                Err(err) => assert!(
-                    Instant::now() < deadline,
-                    "CRI did not come up after the restart: {}",
-                    err.message()
-                ),
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually(
+            Duration::from_secs(30),
+            "CRI comes up after the restart",
+            || {
+                self.call(
+                    self.cri()
+                        .list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+                )
+                .map(drop)
+                .map_err(|err| err.message().to_string())
+            },
+        );
     }
 
     fn remove_all_pods(&self) {
@@ -258,7 +256,13 @@ impl<'a> Pod<'a> {
             }),
             hostname: name.into(),
             log_directory: logs.display().to_string(),
-            linux: Some(LinuxPodSandboxConfig::default()),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(kubelet_namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let mut cri = suite.cri();
@@ -325,6 +329,13 @@ impl<'a> Pod<'a> {
             mounts,
             command: command.iter().map(|a| a.to_string()).collect(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(kubelet_namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let id = self
@@ -397,19 +408,13 @@ impl<'a> Pod<'a> {
     /// Waits for `line` in a container's CRI log file (what `kubectl logs` reads).
     fn wait_for_log(&self, container_name: &str, line: &str) {
         let log_file = self.logs.join(container_name).join("0.log");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&log_file)
-            .unwrap_or_default()
-            .contains(line)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "{line:?} is not in {}:\n{}",
-                log_file.display(),
-                std::fs::read_to_string(&log_file).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let read = || std::fs::read_to_string(&log_file).unwrap_or_default();
+        until(
+            Duration::from_secs(10),
+            &format!("{line:?} is in {}", log_file.display()),
+            || read().contains(line),
+            read,
+        );
     }
 
     /// StopPodSandbox + RemovePodSandbox; checks that nothing of it is left.
@@ -1217,18 +1222,32 @@ fn sockets_are_granted_inside_the_pod_network_namespace(s: &Suite) {
     assert_eq!(greeting, "hello from a wasi:sockets server\n");
     // the server exits 0 after its one connection; the other was refused
     let exited = |pod: &mut Pod, id: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        eventually(Duration::from_secs(30), &format!("{id} exits"), || {
             let status = pod.status(id);
             if status.state == ContainerState::ContainerExited as i32 {
-                return status.exit_code;
+                return Ok(status.exit_code);
             }
-            assert!(Instant::now() < deadline, "{id} did not exit: {status:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            Err(format!("{status:?}"))
+        })
     };
     assert_eq!(exited(&mut pod, &allowed), 0);
     assert_eq!(exited(&mut pod, &denied), 1);
     pod.wait_for_log("denied", "tcp-server fixture: refused: create-tcp-socket");
     pod.remove();
+}
+
+/// The namespaces the kubelet asks for, for a pod without
+/// `shareProcessNamespace`: the pod's network and IPC, a PID namespace of
+/// each container's own. (CRI's zero value would put every container in the
+/// pod's PID namespace, where youki's cgroup v1 mount looks its process up
+/// in the host's /proc by the pod's PID, and a container fails to start when
+/// the host has no process of that number: `failed to mount cgroup v1:
+/// procfs failed`.)
+fn kubelet_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Pod as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
 }

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use support::eventually::{eventually, until};
 use support::http;
 use support::served::{Served, fixture, metric, serve, temp_dir, wait_for_metric};
 
@@ -94,15 +95,12 @@ fn settled_fds(served: &Served) -> usize {
 
 /// Waits until the server holds no more descriptors than `before`.
 fn wait_for_fds_back(served: &Served, before: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds(served) > before {
-        assert!(
-            Instant::now() < deadline,
-            "{} descriptors open, {before} before",
-            open_fds(served)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until(
+        Duration::from_secs(5),
+        &format!("the server is back to {before} descriptors"),
+        || open_fds(served) <= before,
+        || format!("{} open", open_fds(served)),
+    );
 }
 
 fn open_fds(served: &Served) -> usize {
@@ -413,16 +411,15 @@ fn abrupt_disconnects_free_their_slot() {
 /// Waits until a request is answered 200 rather than 503 (the server's one
 /// slot is free again).
 fn wait_for_free_slot(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let status = http::get(addr, "/").unwrap().status;
-        if status == 200 {
-            return;
-        }
-        assert_eq!(status, 503);
-        assert!(Instant::now() < deadline, "the slot was never given back");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(5),
+        "the slot is given back",
+        || match http::get(addr, "/").unwrap().status {
+            200 => Ok(()),
+            503 => Err("503".into()),
+            other => panic!("{other}: neither served nor shed"),
+        },
+    );
 }
 
 #[test]

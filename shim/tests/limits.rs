@@ -1,6 +1,6 @@
 //! The table of limits (support/limits.rs) through `wasmhttp serve`: every
-//! case against the WAT fixture and the componentize-py and componentize-js
-//! examples.
+//! case against the WAT fixture, the C CGI program as a module and as a
+//! component, and the componentize-py and componentize-js examples.
 
 mod support;
 
@@ -38,15 +38,22 @@ fn table_for(name: &str) {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = temp_dir(&format!("limits-{name}"));
-    let guest: Guest = limits::guests(fixture(&dir, "slow"))
-        .into_iter()
-        .find(|guest| guest.name == name)
-        .unwrap();
+    let guests = limits::guests(
+        fixture(&dir, "slow"),
+        fixture(&dir, "cgi"),
+        fixture(&dir, "cgi-component"),
+    );
+    let guest: Guest = guests.into_iter().find(|guest| guest.name == name).unwrap();
+    let settings: Vec<(&str, &str)> = limits::SETTINGS
+        .iter()
+        .chain(guest.settings)
+        .copied()
+        .collect();
     let served = serve(
         &format!("limits-{name}-serve"),
         &guest.component,
         &[],
-        limits::SETTINGS,
+        &settings,
     );
     limits::run_table(&guest, Box::new(served));
 }
@@ -54,6 +61,16 @@ fn table_for(name: &str) {
 #[test]
 fn limits_hold_for_the_wat_fixture() {
     table_for("wat");
+}
+
+#[test]
+fn limits_hold_for_the_cgi_program_as_a_module() {
+    table_for("cgi-module");
+}
+
+#[test]
+fn limits_hold_for_the_cgi_program_as_a_component() {
+    table_for("cgi-component");
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use support::eventually::eventually;
 use support::http::{self, free_port, wait_until_serving};
 use support::served::{
     example, fixture, metric, nix_kill, serve, temp_dir, wait_for_metric, wasmhttp,
@@ -132,7 +133,7 @@ fn sigterm_drains_requests_in_flight_and_exits_zero() {
     let mut idle = http::Connection::open(addr).unwrap();
     assert_eq!(idle.send("GET", "/sleep/1", &[], b"").unwrap().status, 200);
     let in_flight = http::in_flight(addr, "/sleep/800", 3);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_metric(admin, "wasmhttp_requests_in_flight", 3.0);
     let pid = served.child.id();
     nix_kill(pid, 15);
     std::thread::sleep(Duration::from_millis(100));
@@ -169,7 +170,7 @@ fn the_drain_is_bounded_and_a_second_signal_ends_it() {
     );
     let addr = bounded.addr;
     let stuck = std::thread::spawn(move || http::get(addr, "/sleep/10000"));
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_metric(bounded.admin, "wasmhttp_requests_in_flight", 1.0);
     let stopping = Instant::now();
     let status = bounded.terminate();
     assert!(status.success(), "{status}");
@@ -186,7 +187,7 @@ fn the_drain_is_bounded_and_a_second_signal_ends_it() {
     let twice = serve("twice", &slow, &[], &[]);
     let addr = twice.addr;
     let stuck = std::thread::spawn(move || http::get(addr, "/sleep/10000"));
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_metric(twice.admin, "wasmhttp_requests_in_flight", 1.0);
     let pid = twice.child.id();
     nix_kill(pid, 15);
     std::thread::sleep(Duration::from_millis(200));
@@ -279,7 +280,7 @@ fn beyond_max_concurrency_requests_get_503_at_once() {
     let admin = served.admin;
     let addr = served.addr;
     let busy = http::in_flight(addr, "/sleep/1000", 2);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_metric(admin, "wasmhttp_requests_in_flight", 2.0);
     let started = Instant::now();
     let refused = http::get(addr, "/sleep/1").unwrap();
     assert_eq!(refused.status, 503);
@@ -436,15 +437,11 @@ fn access_log_writes_one_json_line_per_request() {
     let sent = Instant::now();
     http::get(served.addr, "/logged?x=1").unwrap();
     let client_ms = sent.elapsed().as_secs_f64() * 1000.0;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let line = loop {
+    let line = eventually(Duration::from_secs(5), "an access log line", || {
         let log = served.log();
-        if let Some(line) = log.lines().find(|l| l.contains("/logged")) {
-            break line.to_string();
-        }
-        assert!(Instant::now() < deadline, "no access log line in\n{log}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        let line = log.lines().find(|l| l.contains("/logged"));
+        line.map(str::to_string).ok_or(log)
+    });
     let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(entry["method"], "GET");
     assert_eq!(entry["path"], "/logged?x=1");

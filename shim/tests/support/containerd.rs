@@ -3,6 +3,7 @@
 //! (`tests/containerd/config-v*.toml.in`). Driven through `ctr`, as a user
 //! would. The suites run on every [`Version`] in turn.
 
+use super::eventually::{eventually, until};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -189,15 +190,12 @@ impl PrivateContainerd {
     }
 
     fn wait_until_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.ctr(&["version"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up:\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        until(
+            Duration::from_secs(15),
+            "containerd comes up",
+            || self.ctr(&["version"]).status.success(),
+            || self.log_tail(),
+        );
     }
 
     /// The running daemon's process ID.
@@ -215,14 +213,9 @@ impl PrivateContainerd {
     /// `bin` first on its PATH. Returns the exit status it saw.
     pub fn restart_after_exit(&self, config: &Path, bin: &Path, timeout: Duration) -> ExitStatus {
         let mut daemon = self.daemon.lock().unwrap();
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = daemon.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "containerd was not stopped");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = eventually(timeout, "containerd is stopped", || {
+            daemon.try_wait().unwrap().ok_or_else(|| "running".into())
+        });
         *daemon = spawn_daemon(self.version, &self.dir.join("containerd.log"), config, bin);
         drop(daemon);
         self.wait_until_up();
@@ -235,11 +228,11 @@ impl PrivateContainerd {
     pub fn restart(&self, while_down: impl FnOnce()) {
         let mut daemon = self.daemon.lock().unwrap();
         let _ = Command::new("kill").arg(daemon.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while daemon.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "containerd ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(
+            Duration::from_secs(10),
+            "containerd stops at SIGTERM",
+            || daemon.try_wait().unwrap().ok_or_else(|| "running".into()),
+        );
         while_down();
         *daemon = spawn_daemon(
             self.version,
@@ -262,6 +255,11 @@ impl PrivateContainerd {
 
     pub fn socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
+    }
+
+    /// containerd's whole log (its shims' lines included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {
@@ -384,8 +382,7 @@ impl PrivateContainerd {
 
     /// Waits until nothing of container or sandbox `id` is running or mounted (any namespace).
     pub fn assert_no_shim_or_mount_of(&self, id: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(Duration::from_secs(10), &format!("{id} is gone"), || {
             let shims = self.shim_processes(Some(id));
             let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
                 .unwrap_or_default()
@@ -394,33 +391,30 @@ impl PrivateContainerd {
                 .map(str::to_string)
                 .collect();
             if shims.is_empty() && mounts.is_empty() {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "{id} left things behind: shims {shims:?}, mounts {mounts:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            Err(format!("shims {shims:?}, mounts {mounts:?}"))
+        });
     }
 
     /// Waits until container `id` has no shim process and no mount left.
     pub fn assert_cleaned_up(&self, id: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let shims = self.shim_processes(Some(id));
-            let mounts = self.mounts_of(id);
-            let containers = self.ctr_ok(&["containers", "list", "--quiet"]);
-            let listed = containers.lines().any(|l| l == id);
-            if shims.is_empty() && mounts.is_empty() && !listed {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "container {id} left things behind: shims {shims:?}, mounts {mounts:?}, still listed: {listed}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        eventually(
+            Duration::from_secs(10),
+            &format!("container {id} is gone"),
+            || {
+                let shims = self.shim_processes(Some(id));
+                let mounts = self.mounts_of(id);
+                let containers = self.ctr_ok(&["containers", "list", "--quiet"]);
+                let listed = containers.lines().any(|l| l == id);
+                if shims.is_empty() && mounts.is_empty() && !listed {
+                    return Ok(());
+                }
+                Err(format!(
+                    "shims {shims:?}, mounts {mounts:?}, still listed: {listed}"
+                ))
+            },
+        );
     }
 
     /// Tears everything down. Returns the shims that were still running when

@@ -1,7 +1,8 @@
 //! The limits every guest must be held to, as one table of cases × guests,
 //! run through `wasmhttp serve` (tests/limits.rs) and through the shim under
-//! containerd (tests/containerd.rs). The guests are a WAT fixture and the
-//! real ones users write: componentize-py and componentize-js components
+//! containerd (tests/containerd.rs). The guests are a WAT fixture, the C CGI
+//! program as a module and as a component (WASMHTTP_MODE=cgi), and the real
+//! ones users write: componentize-py and componentize-js components
 //! instantiate a dozen and more core instances each where a fixture has one,
 //! which is what a pool sized for fixtures got wrong.
 //!
@@ -37,9 +38,15 @@ pub struct Guest {
     pub allocate: Option<fn(u64) -> String>,
     /// What every answer of its carries.
     pub greeting: &'static str,
+    /// Settings of its own, beside [`SETTINGS`].
+    pub settings: &'static [(&'static str, &'static str)],
 }
 
-pub fn guests(wat_slow: PathBuf) -> Vec<Guest> {
+/// Every guest of the table: the WAT fixture (`wat_slow`), the Python and
+/// JavaScript examples, and the C CGI program as a preview 1 module
+/// (`cgi_module`) and as a component (`cgi_component`).
+pub fn guests(wat_slow: PathBuf, cgi_module: PathBuf, cgi_component: PathBuf) -> Vec<Guest> {
+    const CGI: &[(&str, &str)] = &[("WASMHTTP_MODE", "cgi")];
     vec![
         Guest {
             name: "wat",
@@ -47,6 +54,23 @@ pub fn guests(wat_slow: PathBuf) -> Vec<Guest> {
             sleep: |ms| format!("/sleep/{ms}"),
             allocate: None,
             greeting: "slow fixture: done",
+            settings: &[],
+        },
+        Guest {
+            name: "cgi-module",
+            component: cgi_module,
+            sleep: |ms| format!("/limits?sleep={ms}"),
+            allocate: Some(|mib| format!("/limits?allocate={mib}")),
+            greeting: "cgi fixture: limits",
+            settings: CGI,
+        },
+        Guest {
+            name: "cgi-component",
+            component: cgi_component,
+            sleep: |ms| format!("/limits?sleep={ms}"),
+            allocate: Some(|mib| format!("/limits?allocate={mib}")),
+            greeting: "cgi fixture: limits",
+            settings: CGI,
         },
         Guest {
             name: "py",
@@ -54,6 +78,7 @@ pub fn guests(wat_slow: PathBuf) -> Vec<Guest> {
             sleep: |ms| format!("/limits?sleep={ms}"),
             allocate: Some(|mib| format!("/limits?allocate={mib}")),
             greeting: "Hello from Python",
+            settings: &[],
         },
         Guest {
             name: "js",
@@ -61,6 +86,7 @@ pub fn guests(wat_slow: PathBuf) -> Vec<Guest> {
             sleep: |ms| format!("/limits?sleep={ms}"),
             allocate: Some(|mib| format!("/limits?allocate={mib}")),
             greeting: "Hello from JavaScript",
+            settings: &[],
         },
     ]
 }

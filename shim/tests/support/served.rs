@@ -161,9 +161,10 @@ pub fn metric(admin: std::net::SocketAddr, line_start: &str) -> f64 {
 
 /// Waits until the admin endpoint's metric `name` reads `value`.
 pub fn wait_for_metric(admin: std::net::SocketAddr, name: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(admin, name) != value {
-        assert!(Instant::now() < deadline, "{name} never became {value}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    super::eventually::until(
+        Duration::from_secs(10),
+        &format!("{name} becomes {value}"),
+        || metric(admin, name) == value,
+        || metric(admin, name).to_string(),
+    );
 }
