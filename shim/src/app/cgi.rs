@@ -23,9 +23,8 @@ use tokio::io::{AsyncRead, DuplexStream, ReadBuf};
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::{Answer, App, GuestTask, watch_after_head};
+use super::{Answer, App, GuestTask, Head, watch_after_head};
 use crate::engine::Code;
 use crate::guest::{self, GuestConfig};
 use crate::http::ServerState;
@@ -75,11 +74,7 @@ impl CgiApp {
     /// Runs the program for one request. Answers as soon as the program's
     /// header lines are complete; its body follows as it is written, and is
     /// cut if the program then traps (a truncated body must not look whole).
-    async fn serve(
-        &self,
-        req: Request<Incoming>,
-        call: Call,
-    ) -> Result<Response<HyperOutgoingBody>, Failure> {
+    async fn serve(&self, req: Request<Incoming>, call: Call) -> Head {
         let (parts, body) = req.into_parts();
         let body = call
             .deadline

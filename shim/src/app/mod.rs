@@ -28,9 +28,12 @@ pub mod cgi;
 pub mod proxy;
 pub mod reuse;
 
-/// A response head, or why there is none.
-pub type Answer<'a> =
-    Pin<Box<dyn Future<Output = Result<Response<HyperOutgoingBody>, Failure>> + Send + 'a>>;
+/// A response head (its body may stream from the guest for a while yet), or
+/// why there is none.
+pub type Head = Result<Response<HyperOutgoingBody>, Failure>;
+
+/// What [`App::call`] returns.
+pub type Answer<'a> = Pin<Box<dyn Future<Output = Head> + Send + 'a>>;
 
 pub trait App: Send + Sync + 'static {
     /// Serves one admitted request, up to its response head; the body may

@@ -8,19 +8,18 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use http_body_util::BodyExt;
+use hyper::Request;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
 use tokio::sync::oneshot;
 use wasmtime::Store;
 use wasmtime::component::{Component, Resource};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 use super::reuse::{ReusePolicy, WarmPool};
-use super::{Answer, App, GuestTask, watch_after_head};
+use super::{Answer, App, GuestTask, Head, watch_after_head};
 use crate::guest::{self, GuestConfig, GuestState};
 use crate::http::ServerState;
 use crate::http::admission::Call;
@@ -63,11 +62,7 @@ impl ProxyApp {
         })
     }
 
-    async fn serve(
-        &self,
-        req: Request<Incoming>,
-        call: Call,
-    ) -> Result<Response<HyperOutgoingBody>, Failure> {
+    async fn serve(&self, req: Request<Incoming>, call: Call) -> Head {
         // for the log line of a failure after the head (cheap: shared bytes)
         let line = (req.method().clone(), req.uri().clone());
         let (mut store, warm, served) = match self.warm.take() {

@@ -33,7 +33,7 @@ use crate::settings::{AccessLog, Settings};
 use crate::world::Plan;
 use admission::Admission;
 use connection::{ConnectionUse, TrackedBody, serve_until_idle};
-use failure::{Failure, RequestLine};
+use failure::RequestLine;
 
 pub mod admin;
 pub mod admission;
@@ -219,11 +219,7 @@ impl Handler {
         response
     }
 
-    async fn serve(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Result<Response<HyperOutgoingBody>, Failure> {
+    async fn serve(&self, req: Request<Incoming>, peer: SocketAddr) -> app::Head {
         let call = self.admission.admit(&req, peer)?;
         let _in_flight = self.state.metrics.start();
         self.app.call(req, call).await

@@ -76,18 +76,9 @@ impl UnpackLess {
             let channel = containerd_client::connect(&this.socket)
                 .await
                 .expect("connecting to containerd");
-            let prepare = PrepareSnapshotRequest {
-                snapshotter: SNAPSHOTTER.into(),
-                key: id.into(),
-                parent: String::new(),
-                labels: HashMap::new(),
-            };
-            let mounts = SnapshotsClient::new(channel.clone())
-                .prepare(with_namespace!(prepare, NAMESPACE))
-                .await
-                .expect("preparing an empty snapshot")
-                .into_inner()
-                .mounts;
+            // The container first: it holds the snapshot against containerd's
+            // garbage collector, which (woken by an earlier case's deletions)
+            // removed a snapshot prepared first before the task could mount it.
             let container = Container {
                 id: id.into(),
                 image: image.into(),
@@ -112,6 +103,18 @@ impl UnpackLess {
                 ))
                 .await
                 .expect("creating the container");
+            let prepare = PrepareSnapshotRequest {
+                snapshotter: SNAPSHOTTER.into(),
+                key: id.into(),
+                parent: String::new(),
+                labels: HashMap::new(),
+            };
+            let mounts = SnapshotsClient::new(channel.clone())
+                .prepare(with_namespace!(prepare, NAMESPACE))
+                .await
+                .expect("preparing an empty snapshot")
+                .into_inner()
+                .mounts;
             let task = CreateTaskRequest {
                 container_id: id.into(),
                 rootfs: mounts,
