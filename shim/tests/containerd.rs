@@ -833,6 +833,14 @@ fn collected_precompiled_content_is_said_and_compiled_again(s: &Suite) {
             .any(|l| l == digest)
     };
     let said = "failed to load precompiled layer";
+    // containerd's log lines that say a layer's compiled content did not load
+    let said_lines = || -> Vec<String> {
+        let log = s.containerd.log();
+        log.lines()
+            .filter(|l| l.contains(said))
+            .map(str::to_string)
+            .collect()
+    };
     let start = |id: &str| {
         let (addr, listen) = loopback();
         let mut task = s
@@ -848,20 +856,10 @@ fn collected_precompiled_content_is_said_and_compiled_again(s: &Suite) {
     assert!(exists(&first));
     s.containerd.ctr_ok(&["content", "rm", &first]);
     assert!(!exists(&first));
-    let before = s
-        .containerd
-        .log()
-        .lines()
-        .filter(|l| l.contains(said))
-        .count();
+    let before = said_lines().len();
 
     start("collected-2");
-    let log = s.containerd.log();
-    let new: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(said))
-        .skip(before)
-        .collect();
+    let new = &said_lines()[before..];
     assert!(
         new.len() == 1 && !new[0].contains("precompiled layer not found"),
         "the missing compiled content is not in containerd's log: {new:?}\n{}",
@@ -874,12 +872,7 @@ fn collected_precompiled_content_is_said_and_compiled_again(s: &Suite) {
     );
 
     start("collected-3");
-    let after = s
-        .containerd
-        .log()
-        .lines()
-        .filter(|l| l.contains(said))
-        .count();
+    let after = said_lines().len();
     assert_eq!(
         after,
         before + 1,
