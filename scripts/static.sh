@@ -20,10 +20,23 @@ if [ "${1:-}" = bench ]; then
   bins+=(wasmhttp wasmhttp-fixtures wasmhttp-bench-native containerd-shim-floor-v1)
 fi
 echo "static: building ${bins[*]} ($target, release, static)"
-LIBSECCOMP_LINK_TYPE=static \
-LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
-RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --locked --release --target "$target" "${packages[@]}" "${bins[@]/#/--bin=}"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+# No debuginfo: the copies are stripped anyway, and it is most of what the
+# linker reads and writes. A failed link prints a command line of tens of
+# kilobytes before its cause; the summary after it says what went wrong and
+# how much disk and memory there was.
+if ! LIBSECCOMP_LINK_TYPE=static \
+  LIBSECCOMP_LIB_PATH=/usr/lib/x86_64-linux-gnu \
+  RUSTFLAGS="-C target-feature=+crt-static" \
+  CARGO_PROFILE_RELEASE_DEBUG=false \
+  cargo build --locked --release --target "$target" "${packages[@]}" "${bins[@]/#/--bin=}" 2>&1 | tee "$log"; then
+  echo "static: the build failed; its error lines, shortened:" >&2
+  grep -E 'error|undefined|No space|collect2|ld:|signal|killed' "$log" | cut -c1-400 | tail -n 30 >&2 || true
+  df -h "$PWD" /tmp >&2 || true
+  free -m >&2 || true
+  exit 1
+fi
 mkdir -p "$out"
 for bin in "${bins[@]}"; do
   strip -o "$out/$bin" "target/$target/release/$bin"
