@@ -30,6 +30,7 @@ image:
 examples: build
 	@$(MAKE) --no-print-directory -C examples/hello-js
 	@$(MAKE) --no-print-directory -C examples/hello-py
+	@$(MAKE) --no-print-directory -C examples/service-py
 	@$(MAKE) --no-print-directory -C examples/proxy-js
 	@$(MAKE) --no-print-directory -C examples/files-py
 	@$(MAKE) --no-print-directory -C examples/cgi-c
@@ -98,6 +99,7 @@ clean:
 	rm -rf build/static
 	@$(MAKE) --no-print-directory -C examples/hello-js clean
 	@$(MAKE) --no-print-directory -C examples/hello-py clean
+	@$(MAKE) --no-print-directory -C examples/service-py clean
 	@$(MAKE) --no-print-directory -C examples/proxy-js clean
 	@$(MAKE) --no-print-directory -C examples/files-py clean
 	@$(MAKE) --no-print-directory -C examples/cgi-c clean

@@ -10,7 +10,7 @@ COMPONENTIZE_PY ?= $(ROOT)/build/tools/venv/bin/componentize-py
 all: build/$(NAME).tar
 
 build/wit/world.wit: wit/world.wit $(BIN)/wasmhttp-fixtures
-	$(BIN)/wasmhttp-fixtures wit build/wit wit/world.wit
+	$(BIN)/wasmhttp-fixtures wit build/wit wit/world.wit $(WIT_FLAGS)
 
 build/$(NAME).wasm: src/app.py build/wit/world.wit
 	@echo "componentize-py: building $@ (about 20 s)"

@@ -99,7 +99,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     let state = Arc::new(ServerState::default());
     // The admin endpoints come first: /healthz answers (and /readyz says
     // "starting") while a large component is still being compiled.
-    if let (Plan::Proxy | Plan::Cgi, Some(addr)) = (plan, settings.admin_listen) {
+    if let (Plan::Proxy | Plan::Service | Plan::Cgi, Some(addr)) = (plan, settings.admin_listen) {
         let bound = admin::start(addr, state.clone(), settings.idle_limits()).await?;
         eprintln!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
     }
@@ -120,7 +120,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     };
 
     match plan {
-        Plan::Proxy | Plan::Cgi => {
+        Plan::Proxy | Plan::Service | Plan::Cgi => {
             let server = HttpServer::bind(&code, plan, guest, &settings, state).await?;
             let what = if plan == Plan::Cgi {
                 " (CGI: one run of the program per request)"

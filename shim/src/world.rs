@@ -9,6 +9,8 @@ use crate::settings::Mode;
 
 /// The export that makes a component an HTTP handler (any 0.2.x).
 pub const HTTP_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// The export that makes a component a WASI 0.3 HTTP service (`wasi:http/service`).
+pub const HTTP_SERVICE: &str = "wasi:http/handler@0.3";
 /// The export that makes a component a command.
 pub const CLI_RUN: &str = "wasi:cli/run@0.2";
 
@@ -17,6 +19,9 @@ pub const CLI_RUN: &str = "wasi:cli/run@0.2";
 pub enum World {
     /// Exports `wasi:http/incoming-handler`: served over HTTP.
     HttpHandler,
+    /// Exports `wasi:http/handler@0.3` (WASI 0.3, async): served over HTTP,
+    /// one instance able to serve several requests at once.
+    HttpService,
     /// Exports `wasi:cli/run` (and no handler): run once, its exit code is the container's.
     Command,
     /// A core module exporting `_start`: a WASI preview 1 command, run once or
@@ -28,6 +33,7 @@ impl fmt::Display for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             World::HttpHandler => "wasi:http/incoming-handler component",
+            World::HttpService => "wasi:http/handler@0.3 component",
             World::Command => "wasi:cli/run command component",
             World::Wasip1Command => "WASI preview 1 command module",
         })
@@ -35,7 +41,7 @@ impl fmt::Display for World {
 }
 
 const EXPECTED: &str = "a WebAssembly component that exports wasi:http/incoming-handler@0.2.x \
-                        (served over HTTP) or wasi:cli/run@0.2.x (run as a command), or a WASI \
+                        or wasi:http/handler@0.3.x (served over HTTP) or wasi:cli/run@0.2.x (run as a command), or a WASI \
                         preview 1 module exporting _start (run with WASMHTTP_MODE=cgi or command)";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +127,8 @@ pub fn detect(bytes: &[u8]) -> Result<World, NotRunnable> {
     }
     if exports.iter().any(|e| e.starts_with(HTTP_HANDLER)) {
         Ok(World::HttpHandler)
+    } else if exports.iter().any(|e| e.starts_with(HTTP_SERVICE)) {
+        Ok(World::HttpService)
     } else if exports.iter().any(|e| e.starts_with(CLI_RUN)) {
         Ok(World::Command)
     } else {
@@ -151,6 +159,8 @@ fn detect_core_module(bytes: &[u8]) -> Result<World, NotRunnable> {
 pub enum Plan {
     /// Serve the component's HTTP handler.
     Proxy,
+    /// Serve the WASI 0.3 component's `wasi:http/handler`.
+    Service,
     /// Run the command once; its exit code is the container's.
     Command,
     /// Serve HTTP, running the command once per request as a CGI program.
@@ -174,7 +184,7 @@ impl fmt::Display for WrongMode {
                  wasmhttp runs it as a CGI program with WASMHTTP_MODE=cgi (or once with \
                  WASMHTTP_MODE=command)"
             ),
-            (_, World::HttpHandler) => write!(
+            (_, World::HttpHandler | World::HttpService) => write!(
                 f,
                 "WASMHTTP_MODE={mode} runs commands, but found a {world}; serve it with \
                  WASMHTTP_MODE=proxy or auto"
@@ -194,6 +204,7 @@ impl std::error::Error for WrongMode {}
 pub fn plan(mode: Mode, world: World) -> Result<Plan, WrongMode> {
     match (mode, world) {
         (Mode::Auto | Mode::Proxy, World::HttpHandler) => Ok(Plan::Proxy),
+        (Mode::Auto | Mode::Proxy, World::HttpService) => Ok(Plan::Service),
         (Mode::Auto | Mode::Command, World::Command) => Ok(Plan::Command),
         (Mode::Command, World::Wasip1Command) => Ok(Plan::Command),
         (Mode::Cgi, World::Command | World::Wasip1Command) => Ok(Plan::Cgi),

@@ -304,10 +304,13 @@ impl<'a> Pod<'a> {
         command: &[&str],
         args: &[&str],
     ) -> Result<String, tonic_cri::Status> {
-        let image = self
-            .suite
-            .image_status(reference)
-            .unwrap_or_else(|| panic!("{reference} is not in the k8s.io namespace"));
+        // containerd 2's CRI learns of an image imported into k8s.io from an
+        // event, a moment after `ctr images import` has returned
+        let image = eventually(
+            Duration::from_secs(10),
+            &format!("{reference} is in CRI's images (k8s.io)"),
+            || self.suite.image_status(reference).ok_or("not yet".to_string()),
+        );
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.into(),

@@ -819,3 +819,77 @@ fn sockets_only_with_wasmhttp_allow_sockets() {
     assert_eq!(greeting, "hello from a wasi:sockets server\n");
     assert!(allowed.wait().unwrap().success());
 }
+
+/// A wasi:http 0.3 service (the Python example): with reuse on, one
+/// instance serves several requests at once, never more than
+/// WASMHTTP_INSTANCE_CONCURRENCY; a trap ends only the instance that
+/// trapped; without reuse every request has an instance of its own.
+#[test]
+fn a_wasi_http_0_3_service_shares_instances_up_to_its_concurrency() {
+    let shared = serve(
+        "py-0.3-shared",
+        &example("service-py"),
+        &[],
+        &[
+            ("WASMHTTP_INSTANCE_REUSE", "1000"),
+            ("WASMHTTP_INSTANCE_CONCURRENCY", "4"),
+        ],
+    );
+    let addr = shared.addr;
+    let admin = shared.admin;
+    let warm = http::get(addr, "/warm").unwrap();
+    assert!(warm.text().contains("served 1, 1 at once"), "{warm:?}");
+    // 8 requests that each await a clock for 2 s, arriving 100 ms apart:
+    // each instance takes up to 4 of them at once, a new one the rest
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::sleep(Duration::from_millis(100));
+            std::thread::spawn(move || http::get(addr, &format!("/c{i}?sleep=2000")))
+        })
+        .collect();
+    let mut most_at_once = 0;
+    for request in requests {
+        let response = request.join().unwrap().unwrap();
+        assert_eq!(response.status, 200, "{response:?}\n{}", shared.log());
+        let text = response.text();
+        let at_once: usize = text
+            .rsplit(", ")
+            .next()
+            .and_then(|t| t.strip_suffix(" at once\n"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{text:?}"));
+        assert!(at_once <= 4, "an instance served {at_once} at once: {text}");
+        most_at_once = most_at_once.max(at_once);
+    }
+    assert!(most_at_once >= 2, "no instance served two requests at once");
+    let made = metric(admin, "wasmhttp_instantiation_duration_seconds_count");
+    assert!(
+        (2.0..9.0).contains(&made),
+        "9 requests, at most 4 at once per instance: {made} instances\n{}",
+        shared.log()
+    );
+    assert!(metric(admin, "wasmhttp_instances_reused_total") >= 1.0);
+
+    // a trap fails its request and ends its instance (the log says why), and
+    // is counted; serving goes on
+    let trapped = http::get(addr, "/t?fail=1").unwrap();
+    assert_eq!(trapped.status, 500, "{trapped:?}");
+    assert!(shared.log().contains("asked to fail"), "{}", shared.log());
+    assert_eq!(metric(admin, "wasmhttp_guest_traps_total"), 1.0);
+    for _ in 0..3 {
+        assert_eq!(http::get(addr, "/after").unwrap().status, 200);
+    }
+    assert!(shared.terminate().success());
+
+    // the default: an instance per request
+    let fresh = serve("py-0.3", &example("service-py"), &[], &[]);
+    for i in 1..=3 {
+        let response = http::get(fresh.addr, "/fresh").unwrap();
+        assert!(
+            response.text().contains("this instance has served 1, 1 at once"),
+            "request {i}: {response:?}"
+        );
+    }
+    assert_eq!(metric(fresh.admin, "wasmhttp_instances_reused_total"), 0.0);
+    assert!(fresh.terminate().success());
+}

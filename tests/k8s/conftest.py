@@ -14,7 +14,7 @@ import cluster as k8s  # noqa: E402
 import images  # noqa: E402
 
 ROOT = k8s.ROOT
-EXAMPLES = ["hello-js", "hello-py", "proxy-js", "files-py", "cgi-c"]
+EXAMPLES = ["hello-js", "hello-py", "service-py", "proxy-js", "files-py", "cgi-c"]
 INSTALLER_IMAGE = "docker.io/wasmhttp/node-installer:0.1.0"
 TOOLS_IMAGE = "wasmhttp.test/busybox:1"
 

@@ -355,6 +355,7 @@ def test_kubectl_exec_says_why_it_cannot(cluster):
 EXAMPLE_ANSWERS = {
     "hello-js": ("/", 200, "Hello from JavaScript"),
     "hello-py": ("/", 200, "Hello from Python"),
+    "service-py": ("/", 200, "Hello from Python on wasi:http 0.3"),
     "cgi-c": ("/", 200, "Message of the day: Served by a C program"),
     # no cluster DNS here, so the allowed *.svc.cluster.local cannot be tried;
     # a host outside the allow-list is refused by the shim

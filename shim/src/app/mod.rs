@@ -27,6 +27,7 @@ use crate::world::Plan;
 pub mod cgi;
 pub mod proxy;
 pub mod reuse;
+pub mod service;
 
 /// A response head (its body may stream from the guest for a while yet), or
 /// why there is none.
@@ -55,6 +56,11 @@ pub fn for_plan(
         (Plan::Proxy, Code::Component(component)) => Arc::new(
             proxy::ProxyApp::new(component, guest, settings, state)
                 .context("the component's imports cannot be satisfied by WASI 0.2 and wasi:http")?,
+        ),
+        (Plan::Service, Code::Component(component)) => Arc::new(
+            service::ServiceApp::new(component, guest, settings, state).context(
+                "the component's imports cannot be satisfied by WASI 0.3/0.2 and wasi:http",
+            )?,
         ),
         (Plan::Cgi, code) => Arc::new(cgi::CgiApp::new(code, guest, settings, state, local)?),
         (plan, _) => bail!("{plan:?} is not served over HTTP by this program"),

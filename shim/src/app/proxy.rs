@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use http_body_util::BodyExt;
 use hyper::Request;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use wasmtime::Store;
 use wasmtime::component::{Component, Resource};
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
@@ -23,7 +22,7 @@ use super::{Answer, App, GuestTask, Head, watch_after_head};
 use crate::guest::{self, GuestConfig, GuestState};
 use crate::http::ServerState;
 use crate::http::admission::Call;
-use crate::http::body::{self, BodyError, GuestBody, RunEnd, RunEndSender};
+use crate::http::body::{self, GuestBody, RunEnd, RunEndSender};
 use crate::http::failure::Failure;
 use crate::settings::Settings;
 
@@ -74,13 +73,7 @@ impl ProxyApp {
             }
         };
         call.deadline.arm(&mut store);
-        let max_body = self.max_body;
-        let req = req.map(|body| {
-            body::limited(body, max_body).map_err(move |err| match err {
-                BodyError::TooLarge => ErrorCode::HttpRequestBodySize(Some(max_body)),
-                BodyError::Broken(_) => ErrorCode::HttpProtocolError,
-            })
-        });
+        let req = req.map(|body| body::for_guest(body, self.max_body));
         let http = |err: wasmtime::Error| Failure::Failed(anyhow::Error::from(err));
         let req = store
             .data_mut()

@@ -19,7 +19,7 @@ pub use pool::{Footprint, Pool, PoolTooSmall};
 
 /// Bumped whenever the way we configure the engine or pack artifacts changes
 /// in a way wasmtime's own compatibility hash cannot see.
-const ARTIFACT_FORMAT: u32 = 1;
+const ARTIFACT_FORMAT: u32 = 2;
 
 /// wasmtime's version, as locked in Cargo.lock (see build.rs).
 pub const WASMTIME_VERSION: &str = env!("LOCKED_WASMTIME_VERSION");
@@ -44,6 +44,8 @@ pub fn new_engine_with(pool: Pool) -> Result<Engine> {
     // infinite loop): compiled code checks an epoch counter that
     // `start_epoch_ticker` advances. Part of the artifact's compatibility hash.
     config.epoch_interruption(true);
+    // WASI 0.3 (`wasi:http/service` guests): async functions, streams, futures.
+    config.wasm_component_model_async(true);
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("configuring wasmtime")

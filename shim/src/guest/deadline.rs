@@ -30,6 +30,11 @@ impl Deadline {
         store.epoch_deadline_trap();
     }
 
+    /// Resolves when the deadline has passed.
+    pub fn passed(&self) -> tokio::time::Sleep {
+        tokio::time::sleep_until(self.at)
+    }
+
     /// What `work` gives, or [`TimedOut`] if it has not finished by the
     /// deadline (and is dropped).
     pub async fn bound<F: Future>(&self, work: F) -> Result<F::Output, TimedOut> {

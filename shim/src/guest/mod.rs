@@ -152,6 +152,15 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<GuestState>> {
     Ok(linker)
 }
 
+/// [`linker`] plus WASI 0.3 and wasi:http 0.3, for `wasi:http/service`
+/// components (which may import 0.2 interfaces too).
+pub fn service_linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<GuestState>> {
+    let mut linker = linker(engine)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
 impl WasiView for GuestState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

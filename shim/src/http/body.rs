@@ -22,6 +22,49 @@ pub enum BodyError {
     Broken(String),
 }
 
+/// A request body as a guest reads it (either wasi:http version): held to
+/// WASMHTTP_MAX_BODY, its failures in wasi:http's terms.
+pub fn for_guest<B>(body: B, max: u64) -> impl Body<Data = Bytes, Error = ErrorCode> + Send
+where
+    B: Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    limited(body, max).map_err(move |err| match err {
+        BodyError::TooLarge => ErrorCode::HttpRequestBodySize(Some(max)),
+        BodyError::Broken(_) => ErrorCode::HttpProtocolError,
+    })
+}
+
+/// `body` with `guard` held until the body is dropped (sent, or given up).
+pub fn holding<G: Send + Unpin + 'static>(body: HyperOutgoingBody, guard: G) -> HyperOutgoingBody {
+    Holding { body, _guard: guard }.boxed_unsync()
+}
+
+struct Holding<G> {
+    body: HyperOutgoingBody,
+    _guard: G,
+}
+
+impl<G: Unpin> Body for Holding<G> {
+    type Data = Bytes;
+    type Error = <HyperOutgoingBody as Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// `body`, ending in [`BodyError::TooLarge`] once more than `max` bytes came.
 pub fn limited<B>(body: B, max: u64) -> impl Body<Data = Bytes, Error = BodyError>
 where

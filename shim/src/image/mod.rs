@@ -68,6 +68,7 @@ pub fn write_image(wasm: &[u8], reference: &str, out: impl Write) -> Result<Imag
             match world {
                 World::Wasip1Command => "wasip1",
                 World::HttpHandler | World::Command => "wasip2",
+                World::HttpService => "wasip3",
             }
             .into(),
         ))
@@ -127,6 +128,7 @@ pub(super) fn world_items(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
 fn world_label(world: World) -> &'static str {
     match world {
         World::HttpHandler => "wasi:http/proxy",
+        World::HttpService => "wasi:http/service",
         World::Command => "wasi:cli/command",
         World::Wasip1Command => "wasi_snapshot_preview1/command",
     }

@@ -44,6 +44,8 @@ pub struct Settings {
     /// Requests one instance serves in sequence before it is dropped; 1 keeps
     /// every request in an instance of its own.
     pub instance_reuse: u32,
+    /// Requests one wasi:http 0.3 instance serves at the same time.
+    pub instance_concurrency: usize,
 }
 
 /// WASMHTTP_MODE: how the program is run.
@@ -115,6 +117,7 @@ impl Settings {
             allowed_outbound_hosts: Vec::new(),
             allow_sockets: false,
             instance_reuse: 0,
+            instance_concurrency: 0,
         };
         for setting in table::TABLE {
             let value = setting.default_value(limits);

@@ -234,6 +234,17 @@ pub const TABLE: &[Setting] = &[
         },
     },
     Setting {
+        name: "WASMHTTP_INSTANCE_CONCURRENCY",
+        accepted: "a number from 1 to 1000: how many requests one wasi:http 0.3 instance may serve at the same time, when WASMHTTP_INSTANCE_REUSE lets it serve more than one (0.2 handlers and CGI programs serve one at a time)",
+        default: Default::Value("8"),
+        default_note: "",
+        example: "`32`",
+        apply: |settings, value| {
+            settings.instance_concurrency = number(value, 1..=MAX_INSTANCES)?;
+            Ok(())
+        },
+    },
+    Setting {
         name: "WASMHTTP_ACCESS_LOG",
         accepted: "`off` or `json` (one JSON line per request on stderr)",
         default: Default::Value("off"),

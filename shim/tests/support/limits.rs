@@ -4,7 +4,9 @@
 //! program as a module and as a component (WASMHTTP_MODE=cgi), and the real
 //! ones users write: componentize-py and componentize-js components
 //! instantiate a dozen and more core instances each where a fixture has one,
-//! which is what a pool sized for fixtures got wrong.
+//! which is what a pool sized for fixtures got wrong. The WASI 0.3 Python
+//! example runs twice: an instance per request, and instances shared by up
+//! to 8 requests at once.
 //!
 //! One server per guest serves every case with the settings below, the
 //! cases in order, draining last.
@@ -79,6 +81,26 @@ pub fn guests(wat_slow: PathBuf, cgi_module: PathBuf, cgi_component: PathBuf) ->
             allocate: Some(|mib| format!("/limits?allocate={mib}")),
             greeting: "Hello from Python",
             settings: &[],
+        },
+        Guest {
+            name: "py-0.3",
+            component: super::images::example("service-py"),
+            sleep: |ms| format!("/limits?sleep={ms}"),
+            allocate: Some(|mib| format!("/limits?allocate={mib}")),
+            greeting: "Hello from Python on wasi:http 0.3",
+            settings: &[],
+        },
+        Guest {
+            // one instance serving up to 8 of the table's requests at once
+            name: "py-0.3-shared",
+            component: super::images::example("service-py"),
+            sleep: |ms| format!("/limits?sleep={ms}"),
+            allocate: Some(|mib| format!("/limits?allocate={mib}")),
+            greeting: "Hello from Python on wasi:http 0.3",
+            settings: &[
+                ("WASMHTTP_INSTANCE_REUSE", "1000"),
+                ("WASMHTTP_INSTANCE_CONCURRENCY", "8"),
+            ],
         },
         Guest {
             name: "js",
