@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The patched runwasi crates: each is the crate exactly as crates.io serves it
+# The patched crates (two of runwasi's, wasmtime-wasi-http): each is the crate exactly as crates.io serves it
 # (pinned by SHA-256) plus third_party/<name>.patch, laid out in
 # build/third_party/<name>, where the workspace's [patch.crates-io] finds it.
 #   scripts/third-party.sh          lay the trees out (only what changed: an
@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 crates=(
   "containerd-shimkit 0.1.2 1f548b19bee283fec7d8763d904e52278da1982b760d8a83e5d282045dd25111"
   "containerd-shim-wasm 1.0.1 38357d0c7fdb42eea29ad99f1da2488c2a93ad3ca5d0e684121b34ca815c75c0"
+  "wasmtime-wasi-http 48.0.8 1ce402d792df4c6440de3a48b6fb34ebb06309584bd9777832d14ad7a486f762"
 )
 mode=${1:-layout}
 case "$mode" in layout | check | save) ;; *) echo "usage: $0 [check|save]" >&2; exit 2 ;; esac

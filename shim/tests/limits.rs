@@ -79,6 +79,16 @@ fn limits_hold_for_the_python_example() {
 }
 
 #[test]
+fn limits_hold_for_the_python_wasi_http_0_3_example() {
+    table_for("py-0.3");
+}
+
+#[test]
+fn limits_hold_for_the_python_wasi_http_0_3_example_sharing_instances() {
+    table_for("py-0.3-shared");
+}
+
+#[test]
 fn limits_hold_for_the_javascript_example() {
     table_for("js");
 }

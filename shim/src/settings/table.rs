@@ -224,7 +224,7 @@ pub const TABLE: &[Setting] = &[
     },
     Setting {
         name: "WASMHTTP_INSTANCE_REUSE",
-        accepted: "a number from 1 to 100000: how many requests, one after another, one guest instance may serve (1: a fresh instance for every request)",
+        accepted: "a number from 1 to 100000: how many requests one guest instance may serve, one after another (wasi:http 0.3: also at the same time, see WASMHTTP_INSTANCE_CONCURRENCY); 1: a fresh instance for every request",
         default: Default::Value("1"),
         default_note: ": a fresh instance for every request",
         example: "`64`",
