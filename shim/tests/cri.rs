@@ -20,6 +20,7 @@ use support::eventually::{eventually, until};
 use support::harness;
 use support::http;
 use support::images;
+use support::served::metric_in;
 
 const PAUSE_IMAGE: &str = "docker.io/wasmhttp/pause:local";
 const HANDLER: &str = "wasmhttp";
@@ -41,6 +42,10 @@ const CASES: &[harness::Case<Suite>] = &[
     (
         "pod_serves_in_its_network_namespace_and_stops_cleanly",
         pod_serves_in_its_network_namespace_and_stops_cleanly,
+    ),
+    (
+        "a_wasi_http_0_3_service_shares_instances_and_drains_in_its_pod",
+        a_wasi_http_0_3_service_shares_instances_and_drains_in_its_pod,
     ),
     (
         "two_wasm_containers_serve_one_pod_on_their_own_ports",
@@ -309,7 +314,11 @@ impl<'a> Pod<'a> {
         let image = eventually(
             Duration::from_secs(10),
             &format!("{reference} is in CRI's images (k8s.io)"),
-            || self.suite.image_status(reference).ok_or("not yet".to_string()),
+            || {
+                self.suite
+                    .image_status(reference)
+                    .ok_or("not yet".to_string())
+            },
         );
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
@@ -543,6 +552,89 @@ fn pod_serves_in_its_network_namespace_and_stops_cleanly(s: &Suite) {
         container_id: container,
     }))
     .unwrap();
+    pod.remove();
+}
+
+/// A wasi:http 0.3 component (examples/service-py) as a pod's container: one
+/// instance serves several requests at once, up to the setting, and a
+/// StopContainer waits for the request still being served.
+fn a_wasi_http_0_3_service_shares_instances_and_drains_in_its_pod(s: &Suite) {
+    let image = "wasmhttp-test/cri-service-py:1";
+    let component = images::example("service-py");
+    s.import_k8s(&images::wasmhttp_image(&s.work, &component, image));
+    let mut pod = Pod::run(s, "service-py");
+    let container = pod.started(
+        "service",
+        image,
+        &[
+            ("WASMHTTP_INSTANCE_REUSE", "1000"),
+            ("WASMHTTP_INSTANCE_CONCURRENCY", "3"),
+        ],
+    );
+    let warm = pod.get(8080, "/");
+    assert!(warm.text().contains("served 1, 1 at once"), "{warm:?}");
+
+    let netns = pod.netns();
+    let addr: SocketAddr = ([127, 0, 0, 1], 8080).into();
+    // 6 requests that each await a clock for 1.5 s, arriving 50 ms apart
+    let answers: Vec<_> = in_netns(&netns, || {
+        std::thread::scope(|scope| {
+            let requests: Vec<_> = (0..6)
+                .map(|i| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    scope.spawn(move || http::get(addr, &format!("/c{i}?sleep=1500")))
+                })
+                .collect();
+            requests.into_iter().map(|r| r.join().unwrap()).collect()
+        })
+    });
+    let mut most_at_once = 0;
+    for answer in answers {
+        let answer = answer.expect("an answer from the pod");
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let at_once = images::service_py_at_once(&answer.text());
+        assert!(at_once <= 3, "an instance served {at_once} at once");
+        most_at_once = most_at_once.max(at_once);
+    }
+    assert!(most_at_once >= 2, "no instance served two requests at once");
+    let metrics = pod.get(9090, "/metrics").text();
+    assert!(
+        metric_in(&metrics, "wasmhttp_instances_reused_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_in(&metrics, "wasmhttp_requests_total{status=\"200\"}"),
+        7.0
+    );
+
+    // a request still awaiting its clock when the kubelet stops the container
+    let in_flight = {
+        let netns = netns.clone();
+        std::thread::spawn(move || in_netns(&netns, || http::get(addr, "/last?sleep=1500")))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let stopping = Instant::now();
+    s.call(pod.cri.stop_container(StopContainerRequest {
+        container_id: container.clone(),
+        timeout: 10,
+    }))
+    .unwrap();
+    let last = in_flight
+        .join()
+        .unwrap()
+        .expect("the request in flight is answered");
+    assert_eq!(last.status, 200, "{last:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "StopContainer took {:?}",
+        stopping.elapsed()
+    );
+    let stopped = pod.status(&container);
+    assert_eq!(
+        (stopped.state, stopped.exit_code),
+        (ContainerState::ContainerExited as i32, 0),
+        "{stopped:?}"
+    );
     pod.remove();
 }
 

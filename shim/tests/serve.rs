@@ -852,12 +852,7 @@ fn a_wasi_http_0_3_service_shares_instances_up_to_its_concurrency() {
         let response = request.join().unwrap().unwrap();
         assert_eq!(response.status, 200, "{response:?}\n{}", shared.log());
         let text = response.text();
-        let at_once: usize = text
-            .rsplit(", ")
-            .next()
-            .and_then(|t| t.strip_suffix(" at once\n"))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{text:?}"));
+        let at_once = support::images::service_py_at_once(&text);
         assert!(at_once <= 4, "an instance served {at_once} at once: {text}");
         most_at_once = most_at_once.max(at_once);
     }
@@ -886,7 +881,9 @@ fn a_wasi_http_0_3_service_shares_instances_up_to_its_concurrency() {
     for i in 1..=3 {
         let response = http::get(fresh.addr, "/fresh").unwrap();
         assert!(
-            response.text().contains("this instance has served 1, 1 at once"),
+            response
+                .text()
+                .contains("this instance has served 1, 1 at once"),
             "request {i}: {response:?}"
         );
     }

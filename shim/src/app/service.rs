@@ -24,8 +24,8 @@ use hyper::body::Incoming;
 use wasmtime::component::{Component, GuestTaskId};
 use wasmtime::{StoreContextMut, UpdateDeadline};
 use wasmtime_wasi_http::handler::{
-    ExpirationError, HandlerState, Instance, InstantiationError, Proxy, ProxyHandler,
-    ShouldAccept, TrapOrPanicError, WorkerExpiration, WorkerState, WorkerStatus,
+    ExpirationError, HandlerState, Instance, InstantiationError, Proxy, ProxyHandler, ShouldAccept,
+    TrapOrPanicError, WorkerExpiration, WorkerState, WorkerStatus,
 };
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::p3::bindings::http::types::ErrorCode;
@@ -271,11 +271,17 @@ mod tests {
         assert!(matches!(w.should_accept_request(0, 0), ShouldAccept::Yes));
         assert!(matches!(w.should_accept_request(3, 5), ShouldAccept::Yes));
         assert!(matches!(w.should_accept_request(4, 5), ShouldAccept::No));
-        assert!(matches!(w.should_accept_request(1, 10), ShouldAccept::Never));
+        assert!(matches!(
+            w.should_accept_request(1, 10),
+            ShouldAccept::Never
+        ));
         state.start_draining();
         assert!(matches!(w.should_accept_request(0, 1), ShouldAccept::Never));
         let (fresh, _) = worker(16, 1);
-        assert!(matches!(fresh.should_accept_request(0, 1), ShouldAccept::Never));
+        assert!(matches!(
+            fresh.should_accept_request(0, 1),
+            ShouldAccept::Never
+        ));
     }
 
     #[tokio::test]

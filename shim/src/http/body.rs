@@ -37,7 +37,11 @@ where
 
 /// `body` with `guard` held until the body is dropped (sent, or given up).
 pub fn holding<G: Send + Unpin + 'static>(body: HyperOutgoingBody, guard: G) -> HyperOutgoingBody {
-    Holding { body, _guard: guard }.boxed_unsync()
+    Holding {
+        body,
+        _guard: guard,
+    }
+    .boxed_unsync()
 }
 
 struct Holding<G> {

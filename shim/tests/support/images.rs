@@ -27,6 +27,17 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// How many requests the service-py example's instance was serving at once
+/// when it answered ("... this instance has served N, K at once").
+pub fn service_py_at_once(answer: &str) -> usize {
+    answer
+        .rsplit(", ")
+        .next()
+        .and_then(|tail| tail.strip_suffix(" at once\n"))
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("not an answer of service-py: {answer:?}"))
+}
+
 /// Writes fixture `name` to `dir/name.wasm`.
 pub fn fixture(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.wasm"));

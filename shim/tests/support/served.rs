@@ -153,7 +153,11 @@ pub fn example(name: &str) -> PathBuf {
 }
 
 pub fn metric(admin: std::net::SocketAddr, line_start: &str) -> f64 {
-    let text = http::get(admin, "/metrics").unwrap().text();
+    metric_in(&http::get(admin, "/metrics").unwrap().text(), line_start)
+}
+
+/// The value of the metric line that starts `line_start` in an exposition `text`.
+pub fn metric_in(text: &str, line_start: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{line_start} not in\n{text}"))
