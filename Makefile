@@ -34,6 +34,7 @@ examples: build
 	@$(MAKE) --no-print-directory -C examples/proxy-js
 	@$(MAKE) --no-print-directory -C examples/files-py
 	@$(MAKE) --no-print-directory -C examples/cgi-c
+	@$(MAKE) --no-print-directory -C examples/cgi-lua
 
 demo: examples
 	@scripts/demo.sh
@@ -103,3 +104,4 @@ clean:
 	@$(MAKE) --no-print-directory -C examples/proxy-js clean
 	@$(MAKE) --no-print-directory -C examples/files-py clean
 	@$(MAKE) --no-print-directory -C examples/cgi-c clean
+	@$(MAKE) --no-print-directory -C examples/cgi-lua clean

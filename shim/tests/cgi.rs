@@ -1,6 +1,7 @@
 //! WASMHTTP_MODE=cgi through `wasmhttp serve`: the C program of
 //! tests/fixtures/c/cgi.c, as a WASI preview 1 module and as a `wasi:cli/run`
-//! component, run once per request over real HTTP on loopback. The same
+//! component, run once per request over real HTTP on loopback, and the Lua
+//! interpreter of examples/cgi-lua running a script. The same
 //! program under containerd is in tests/containerd.rs.
 
 mod support;
@@ -356,4 +357,34 @@ fn the_c_example_greets_through_its_form() {
     assert!(request.contains("QUERY_STRING=q=1"), "{request}");
     assert_eq!(http::get(served.addr, "/nope").unwrap().status, 404);
     served.wait_for_log("cgi-c: no page at /nope", "cgi-c");
+}
+
+/// examples/cgi-lua: a real interpreter (Lua 5.4, compiled from C for
+/// wasm32-wasi) running a script it reads from a volume, named by the args.
+#[test]
+fn the_lua_example_runs_a_script_from_a_volume() {
+    let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cgi-lua/app");
+    let volume = format!("{}:/app:ro", app.display());
+    let served = serve(
+        "cgi-lua",
+        &example("cgi-lua"),
+        &["--volume", &volume, "--", "/app/hello.lua"],
+        &[CGI],
+    );
+    let greeted = http::get(served.addr, "/?name=Ada%20L").unwrap();
+    assert_eq!(greeted.status, 200, "{greeted:?}");
+    assert_eq!(greeted.header("content-type"), Some("text/plain"));
+    assert_eq!(
+        greeted.text(),
+        "Hello, Ada L, from Lua 5.4 over CGI (GET)\n"
+    );
+    // a Lua error ends the interpreter before any header: 500, and the log says why
+    let failed = http::get(served.addr, "/?fail=1").unwrap();
+    assert_eq!(failed.status, 500, "{failed:?}");
+    served.wait_for_log("hello.lua:8: asked to fail", "cgi-lua");
+    assert_eq!(
+        http::get(served.addr, "/").unwrap().text(),
+        "Hello, world, from Lua 5.4 over CGI (GET)\n"
+    );
+    assert!(served.terminate().success());
 }
