@@ -12,6 +12,10 @@ Contenders:
   wasmhttp serve  our CLI
   shim (ctr)      containerd-shim-wasmhttp-v1 under containerd, `ctr run --net-host`
 
+Sections: throughput (every contender on every workload, fresh and with
+reuse; wasi:http 0.2 and 0.3), cgi (CGI programs against proxy-mode hello),
+cold (ctr run → first 200), memory (idle PSS), density; then the goal table.
+
 Usage: bench.py --out DIR [--duration S] [--connections N] [--density N] [--quick]
 """
 
@@ -49,9 +53,15 @@ PY_SERVICE = os.path.join(ROOT, "examples", "service-py", "build", "service-py.w
 # workloads with a native counterpart (the others are guests of a language
 # runtime, which the native server is not)
 NATIVE_WORKLOADS = ("hello", "echo 64 KiB")
-# wasi:http 0.3 workloads: `wasmtime serve` needs flags for them that this
-# bench has not been run with, so their wasmtime rows are left out
+# wasi:http 0.3 workloads: `wasmtime serve` reuses their instances by default
+# (128 requests, 16 at once), so its fresh rows say 1 and its reuse rows say
+# what ours do
 P3_WORKLOADS = ("hello-py 0.3",)
+# WASMHTTP_INSTANCE_CONCURRENCY's default, for `wasmtime serve`'s reuse rows
+P3_CONCURRENCY = 8
+# the Lua interpreter of examples/cgi-lua and the CGI script it runs
+CGI_LUA = os.path.join(ROOT, "examples", "cgi-lua", "build", "cgi-lua.wasm")
+CGI_LUA_APP = os.path.join(ROOT, "examples", "cgi-lua", "app")
 NAMESPACE = "wasmhttp-bench"
 ECHO_BODY = 64 * 1024
 
@@ -92,14 +102,17 @@ def http_status(port, path="/", timeout=1.0):
     return int(m.group(1)) if m else None
 
 
-def wait_for_200(port, deadline_s, path="/"):
-    """Polls until a GET answers 200; returns the time.monotonic() it did."""
+def wait_for_2xx(port, deadline_s, path="/", alive=lambda: True):
+    """Polls until a GET answers 2xx (the CGI test program answers 201);
+    returns the time.monotonic() it did. Gives up early once `alive()` is false."""
     deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if http_status(port, path) == 200:
+    while time.monotonic() < deadline and alive():
+        status = http_status(port, path)
+        if status is not None and 200 <= status < 300:
             return time.monotonic()
         time.sleep(0.001)
-    raise RuntimeError(f"127.0.0.1:{port} did not answer 200 within {deadline_s} s")
+    raise RuntimeError(f"127.0.0.1:{port} did not answer 2xx within {deadline_s} s"
+                       + ("" if alive() else " (its server has exited)"))
 
 
 # ---------------------------------------------------------------- load (wrk)
@@ -137,6 +150,20 @@ def wrk(port, duration, connections, post_body=None):
 
 
 # ------------------------------------------------------------ process memory
+
+def cpu_seconds(pids):
+    """User + system CPU time (s) `pids` have used, from /proc/PID/stat."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                # fields after the command (which may hold spaces): utime is the 12th
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
 
 def memory_kib(pids):
     """Sum of PSS and RSS (KiB) over `pids`, from /proc/PID/smaps_rollup."""
@@ -273,7 +300,7 @@ def start_process(name, argv, port, env=None):
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=clean_env(env), start_new_session=True)
     try:
-        wait_for_200(port, 120)
+        wait_for_2xx(port, 120, alive=lambda: proc.poll() is None)
     except Exception:
         proc.kill()
         raise
@@ -289,20 +316,22 @@ def native(port):
     return start_process("native", [NATIVE, f"127.0.0.1:{port}"], port)
 
 
-def wasmtime_serve(wasmtime, wasm, port, reuse=None):
+def wasmtime_serve(wasmtime, wasm, port, reuse=None, p3=False):
     argv = [wasmtime, "serve", "-O", "pooling-allocator=y", "-S", "cli=y",
-            "--addr", f"127.0.0.1:{port}"]
-    if reuse:
-        argv += ["--max-instance-reuse-count", str(reuse)]
+            "--addr", f"127.0.0.1:{port}", "--max-instance-reuse-count", str(reuse or 1)]
+    if reuse and p3:
+        argv += ["--max-instance-concurrent-reuse-count", str(P3_CONCURRENCY)]
     return start_process("wasmtime serve", argv + [wasm], port)
 
 
-def wasmhttp_serve(wasm, port, reuse=None):
-    env = {"WASMHTTP_ADMIN_LISTEN": "off"}
+def wasmhttp_serve(wasm, port, reuse=None, env=None, guest_args=()):
+    """`wasmhttp serve`; `env` adds WASMHTTP_* settings, `guest_args` go after
+    the component (e.g. `--volume` and, after `--`, the guest's args)."""
+    env = {"WASMHTTP_ADMIN_LISTEN": "off", **(env or {})}
     if reuse:
         env["WASMHTTP_INSTANCE_REUSE"] = str(reuse)
     return start_process("wasmhttp serve", [WASMHTTP, "serve", wasm, "--listen",
-                                            f"127.0.0.1:{port}"], port, env)
+                                            f"127.0.0.1:{port}", *guest_args], port, env)
 
 
 class Containerd:
@@ -365,7 +394,7 @@ def shim_container(containerd, image, cid, port, runtime="io.containerd.wasmhttp
     env = {"WASMHTTP_LISTEN": f"127.0.0.1:{port}", "WASMHTTP_ADMIN_LISTEN": "off", **(env or {})}
     subprocess.run(containerd.run_argv(runtime, image, cid, env), check=True,
                    capture_output=True, timeout=120)
-    wait_for_200(port, 120)
+    wait_for_2xx(port, 120)
     return Server("shim (ctr)", port, lambda: containerd.shim_pids(cid),
                   lambda: containerd.remove(cid))
 
@@ -384,14 +413,18 @@ def throughput(args, workloads, contenders):
             server = start(workload)(wasm, port)
             try:
                 wrk(port, 1, args.connections, post)  # warm-up: caches, pool slots, JIT of nothing
+                cpu_before = cpu_seconds(server.pids())
                 with Sampler(server.pids) as sampler:
                     result = wrk(port, args.duration, args.connections, post)
+                cpu_used = cpu_seconds(server.pids()) - cpu_before
                 idle_after = memory_kib(server.pids())
             finally:
                 server.stop()
             result.update(workload=workload, contender=name,
                           pss_load_kib=sampler.peak[0], rss_load_kib=sampler.peak[1],
-                          pss_after_kib=idle_after[0])
+                          pss_after_kib=idle_after[0],
+                          cpu_us_per_request=cpu_used * 1e6 / result["requests"]
+                          if result["requests"] else None)
             log(f"  {result['rps']:.0f} rps, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms,"
                 f" {result['errors']} errors")
             results.append(result)
@@ -422,7 +455,7 @@ def cold_starts(args, containerd, images, runs):
 
             reader = threading.Thread(target=read_log, daemon=True)
             reader.start()
-            answered = wait_for_200(port, 180)
+            answered = wait_for_2xx(port, 180)
             sample = {"total_ms": (answered - started) * 1e3}
             time.sleep(0.05)
             for at, line in list(lines):
@@ -481,7 +514,7 @@ def density(containerd, image, count, parallel=4):
         env = {"WASMHTTP_LISTEN": f"127.0.0.1:{ports[i]}", "WASMHTTP_ADMIN_LISTEN": "off"}
         subprocess.run(containerd.run_argv("io.containerd.wasmhttp.v1", image, ids[i], env),
                        check=True, capture_output=True, timeout=120)
-        wait_for_200(ports[i], 120)
+        wait_for_2xx(ports[i], 120)
 
     log(f"density: starting {count} containers ({parallel} at a time)")
     started = time.monotonic()
@@ -515,6 +548,72 @@ def density(containerd, image, count, parallel=4):
 
 # ------------------------------------------------------------------ report
 
+def cgi(args, hello, module, component):
+    """CGI programs (a fresh run per request) against proxy-mode hello (a
+    fresh instance per request), all in `wasmhttp serve`."""
+    mode = {"WASMHTTP_MODE": "cgi"}
+    lua = ["--volume", f"{CGI_LUA_APP}:/app:ro", "--", "/app/hello.lua"]
+    programs = {
+        "hello, proxy mode": (hello, {}, ()),
+        "C program, preview 1 module": (module, mode, ()),
+        "C program, wasi:cli component": (component, mode, ()),
+        "Lua interpreter + script": (CGI_LUA, mode, lua),
+    }
+
+    def start(workload):
+        _, env, guest_args = programs[workload]
+        return lambda wasm, port: wasmhttp_serve(wasm, port, env=env, guest_args=guest_args)
+    return throughput(args, [(name, wasm, None) for name, (wasm, _, _) in programs.items()],
+                      [("wasmhttp serve", start)])
+
+
+def goals(data):
+    """Issue 18's speed goals, each against what this run measured."""
+    def rps(workload, contender):
+        return next((r["rps"] for r in data["throughput"]
+                     if r["workload"] == workload and r["contender"] == contender), None)
+
+    def cached_ms(image):
+        return next((r["cached_ms"] for r in data["cold_start"] if r["image"] == image), None)
+
+    def pss_mib(container):
+        return next((r["pss_kib"] / 1024 for r in data["idle_memory"]
+                     if r["image"] == container), None)
+
+    def at_least(value, goal, unit="×", digits=2):
+        if value is None:
+            return "–", "not measured"
+        return f"{value:.{digits}f}{unit}", "met" if value >= goal else "not met"
+
+    def at_most(value, goal, unit, digits=0):
+        if value is None:
+            return "–", "not measured"
+        return f"{value:.{digits}f} {unit}", "met" if value <= goal else "not met"
+
+    def over(value, base):
+        return value / base if value and base else None
+
+    reuse = data["reuse"]
+    wasmtime, native = rps("hello", "wasmtime serve"), rps("hello", "native")
+    wasmtime_reuse = rps("hello", f"wasmtime serve, reuse {reuse}")
+    rows = []
+    for contender in ("wasmhttp serve", "shim (ctr)"):
+        rows.append((f"hello, fresh instance, {contender}", "≥ 2.50× wasmtime serve",
+                     *at_least(over(rps("hello", contender), wasmtime), 2.5)))
+    for contender in ("wasmhttp serve", "shim (ctr)"):
+        reused = rps("hello", f"{contender}, reuse {reuse}")
+        rows.append((f"hello, reuse {reuse}, {contender}", f"≥ 1.00× wasmtime serve, reuse {reuse}",
+                     *at_least(over(reused, wasmtime_reuse), 1.0)))
+        rows.append((f"hello, reuse {reuse}, {contender}", "≥ 0.50× native",
+                     *at_least(over(reused, native), 0.5)))
+    for image in ("hello-js, wasmhttp image", "hello-js, rootfs image"):
+        rows.append((f"{image}: cached start", "≤ 150 ms", *at_most(cached_ms(image), 150, "ms")))
+    floor, hello = pss_mib("floor: runwasi shim, no engine"), pss_mib("wasmhttp, hello")
+    rows.append(("idle hello container, PSS over the floor", "≤ 3.0 MiB",
+                 *at_most(hello - floor if hello and floor else None, 3.0, "MiB", 1)))
+    return rows
+
+
 def fmt(value, digits=0):
     return "–" if value is None else f"{value:,.{digits}f}"
 
@@ -537,6 +636,16 @@ def report(data):
             lines.append(f"| {workload} | {r['contender']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
                          f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {ratio(r['rps'], base)} | "
                          f"{ratio(r['rps'], ceiling)} | {fmt(r['pss_load_kib'] / 1024, 1)} |")
+    if data.get("cgi"):
+        lines += ["", "CGI: a fresh run of the program per request, against proxy-mode hello "
+                  "(a fresh instance per request), all in `wasmhttp serve`; same load.", "",
+                  "| program | rps | p50 ms | p99 ms | errors | × proxy hello | server CPU µs per request |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        base = data["cgi"][0]["rps"]
+        for r in data["cgi"]:
+            lines.append(f"| {r['workload']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+                         f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {ratio(r['rps'], base)} | "
+                         f"{fmt(r['cpu_us_per_request'])} |")
     lines += ["", f"Cold start: `ctr run` → first 200 (first start compiles; cached: median of "
               f"{data['cold_start'][0]['runs'] if data['cold_start'] else 0} runs, and its split).", "",
               "| image | first start ms | cached ms | cached min ms | first log line at ms | load ms | listening at ms |",
@@ -558,6 +667,11 @@ def report(data):
                   f"| {d['containers']} | {d['answering']} | {fmt(d['start_s'], 1)} | "
                   f"{fmt(d['start_per_s'], 1)} | {fmt(d['pss_total_kib'] / 1024)} | "
                   f"{fmt(d['pss_per_container_kib'] / 1024, 1)} | {fmt(d['stop_s'], 1)} |"]
+    if data.get("goals"):
+        lines += ["", "Goals (issue 18), from this run:", "", "| what | goal | measured | |",
+                  "|---|---|---:|---|"]
+        lines += [f"| {what} | {goal} | {measured} | {verdict} |"
+                  for what, goal, measured, verdict in data["goals"]]
     return "\n".join(lines) + "\n"
 
 
@@ -577,13 +691,14 @@ def smoke_check(data, sections):
     must have produced its rows, and every container it started must have
     answered: what breaks the bench fails `make test`."""
     problems = []
-    for key, section in (("throughput", "throughput"), ("cold_start", "cold"),
+    for key, section in (("throughput", "throughput"), ("cgi", "cgi"), ("cold_start", "cold"),
                          ("idle_memory", "memory")):
         if section in sections and not data[key]:
             problems.append(f"the {section} section produced no rows")
-    if "throughput" in sections:
-        problems += [f"throughput: {r['workload']} on {r['contender']} served nothing"
-                     for r in data["throughput"] if not r["rps"]]
+    for key in ("throughput", "cgi"):
+        if key in sections:
+            problems += [f"{key}: {r['workload']} on {r['contender']} served nothing"
+                         for r in data[key] if not r["rps"] or r["errors"]]
     if "memory" in sections:
         problems += [f"idle memory: {r['image']} was not measured"
                      for r in data["idle_memory"] if not r["pss_kib"]]
@@ -610,8 +725,8 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="every section for a second or so, without --wasmtime if need be "
                              "(make test runs it so the bench cannot rot; its numbers mean nothing)")
-    parser.add_argument("--sections", default="throughput,cold,memory,density",
-                        help="comma-separated subset of throughput,cold,memory,density")
+    parser.add_argument("--sections", default="throughput,cgi,cold,memory,density",
+                        help="comma-separated subset of throughput,cgi,cold,memory,density")
     parser.add_argument("--report", metavar="RESULTS_JSON",
                         help="only print the tables of an earlier run")
     args = parser.parse_args()
@@ -629,8 +744,10 @@ def main():
         args.duration, args.connections, args.density, args.runs = 1, 4, 3, 1
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="wasmhttp-bench-files.")
-    subprocess.run([FIXTURES, "build", work, "hello", "echo"], check=True)
+    subprocess.run([FIXTURES, "build", work, "hello", "echo", "cgi", "cgi-component"], check=True)
     hello, echo = os.path.join(work, "hello.wasm"), os.path.join(work, "echo.wasm")
+    cgi_module, cgi_component = (os.path.join(work, f"{name}.wasm")
+                                 for name in ("cgi", "cgi-component"))
     wasm_of = {"hello": hello, "echo 64 KiB": echo, "hello-js": JS_HELLO,
                "hello-py 0.2": PY_HELLO, "hello-py 0.3": PY_SERVICE}
 
@@ -674,13 +791,14 @@ def main():
         contenders = [
             ("native", lambda w: (lambda _wasm, port: native(port)) if w in NATIVE_WORKLOADS
              else None),
-            ("wasmtime serve", lambda w: (lambda wasm, port: wasmtime_serve(args.wasmtime, wasm, port))
-             if w not in P3_WORKLOADS else None),
+            ("wasmtime serve", lambda w: lambda wasm, port: wasmtime_serve(
+                args.wasmtime, wasm, port, p3=w in P3_WORKLOADS)),
             ("wasmhttp serve", lambda w: lambda wasm, port: wasmhttp_serve(wasm, port)),
             ("shim (ctr)", shim()),
             (f"wasmtime serve, reuse {reuse}",
-             lambda w: (lambda wasm, port: wasmtime_serve(args.wasmtime, wasm, port, reuse))
-             if w != "echo 64 KiB" and w not in P3_WORKLOADS else None),
+             lambda w: (lambda wasm, port: wasmtime_serve(args.wasmtime, wasm, port, reuse,
+                                                         p3=w in P3_WORKLOADS))
+             if w != "echo 64 KiB" else None),
             (f"wasmhttp serve, reuse {reuse}",
              lambda w: (lambda wasm, port: wasmhttp_serve(wasm, port, reuse))
              if w != "echo 64 KiB" else None),
@@ -709,6 +827,7 @@ def main():
         ], args.runs)
         data["throughput"] = throughput(args, workloads, contenders) \
             if "throughput" in sections else []
+        data["cgi"] = cgi(args, hello, cgi_module, cgi_component) if "cgi" in sections else []
 
         data["idle_memory"] = [] if "memory" not in sections else idle_memory(containerd, [
             ("floor: runwasi shim, no engine", "io.containerd.floor.v1", images["hello"]),
@@ -721,6 +840,7 @@ def main():
         containerd.close()
         shutil.rmtree(work, ignore_errors=True)
 
+    data["goals"] = goals(data)
     if args.smoke:
         smoke_check(data, sections)
     table = report(data)

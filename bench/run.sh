@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/static.sh bench
-make --no-print-directory -C examples/hello-js BIN="$PWD/build/static"
+for example in hello-js hello-py service-py cgi-lua; do
+  make --no-print-directory -C "examples/$example" BIN="$PWD/build/static"
+done
 
 version=$(awk '/^name = "wasmtime"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 tools="${XDG_CACHE_HOME:-$HOME/.cache}/wasmhttp/tools/wasmtime-$version"
