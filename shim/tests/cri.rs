@@ -417,6 +417,29 @@ impl<'a> Pod<'a> {
         .unwrap_or_else(|e| panic!("port {port} of the pod does not answer: {e}"))
     }
 
+    /// StopContainer as the kubelet sends it (a 10 s grace period): the
+    /// container drains and exits 0 well within it.
+    fn stop_gracefully(&mut self, container: &str) {
+        let stopping = Instant::now();
+        self.suite
+            .call(self.cri.stop_container(StopContainerRequest {
+                container_id: container.to_string(),
+                timeout: 10,
+            }))
+            .unwrap();
+        assert!(
+            stopping.elapsed() < Duration::from_secs(5),
+            "StopContainer took {:?}",
+            stopping.elapsed()
+        );
+        let stopped = self.status(container);
+        assert_eq!(
+            (stopped.state, stopped.exit_code),
+            (ContainerState::ContainerExited as i32, 0),
+            "{stopped:?}"
+        );
+    }
+
     /// Waits for `line` in a container's CRI log file (what `kubectl logs` reads).
     fn wait_for_log(&self, container_name: &str, line: &str) {
         let log_file = self.logs.join(container_name).join("0.log");
@@ -531,23 +554,7 @@ fn pod_serves_in_its_network_namespace_and_stops_cleanly(s: &Suite) {
         "{metrics}"
     );
 
-    let stopping = Instant::now();
-    s.call(pod.cri.stop_container(StopContainerRequest {
-        container_id: container.clone(),
-        timeout: 10,
-    }))
-    .unwrap();
-    assert!(
-        stopping.elapsed() < Duration::from_secs(5),
-        "StopContainer took {:?}",
-        stopping.elapsed()
-    );
-    let stopped = pod.status(&container);
-    assert_eq!(
-        (stopped.state, stopped.exit_code),
-        (ContainerState::ContainerExited as i32, 0),
-        "{stopped:?}"
-    );
+    pod.stop_gracefully(&container);
     s.call(pod.cri.remove_container(RemoveContainerRequest {
         container_id: container,
     }))
@@ -613,28 +620,12 @@ fn a_wasi_http_0_3_service_shares_instances_and_drains_in_its_pod(s: &Suite) {
         std::thread::spawn(move || in_netns(&netns, || http::get(addr, "/last?sleep=1500")))
     };
     std::thread::sleep(Duration::from_millis(300));
-    let stopping = Instant::now();
-    s.call(pod.cri.stop_container(StopContainerRequest {
-        container_id: container.clone(),
-        timeout: 10,
-    }))
-    .unwrap();
+    pod.stop_gracefully(&container);
     let last = in_flight
         .join()
         .unwrap()
         .expect("the request in flight is answered");
     assert_eq!(last.status, 200, "{last:?}");
-    assert!(
-        stopping.elapsed() < Duration::from_secs(5),
-        "StopContainer took {:?}",
-        stopping.elapsed()
-    );
-    let stopped = pod.status(&container);
-    assert_eq!(
-        (stopped.state, stopped.exit_code),
-        (ContainerState::ContainerExited as i32, 0),
-        "{stopped:?}"
-    );
     pod.remove();
 }
 

@@ -43,6 +43,45 @@ fn serves_the_python_example() {
     assert!(served.terminate().success());
 }
 
+/// componentize-py keeps its stdout stream open for the instance's life;
+/// that is no request's leftover, so with reuse on its instances are kept.
+/// (The JS example leaves its request behind: it is never kept.)
+#[test]
+fn the_python_example_reuses_its_instances_with_reuse_on() {
+    let served = serve(
+        "py-reuse",
+        &example("hello-py"),
+        &[],
+        &[("WASMHTTP_INSTANCE_REUSE", "3")],
+    );
+    for i in 0..5 {
+        let response = http::get(served.addr, &format!("/r{i}")).unwrap();
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    // 3 requests on the first instance, 2 on the second
+    assert_eq!(metric(served.admin, "wasmhttp_instances_reused_total"), 3.0);
+    assert_eq!(
+        metric(
+            served.admin,
+            "wasmhttp_instantiation_duration_seconds_count"
+        ),
+        2.0
+    );
+    assert!(served.terminate().success());
+
+    let js = serve(
+        "js-reuse",
+        &example("hello-js"),
+        &[],
+        &[("WASMHTTP_INSTANCE_REUSE", "3")],
+    );
+    for i in 0..3 {
+        assert_eq!(http::get(js.addr, &format!("/r{i}")).unwrap().status, 200);
+    }
+    assert_eq!(metric(js.admin, "wasmhttp_instances_reused_total"), 0.0);
+    assert!(js.terminate().success());
+}
+
 #[test]
 fn guest_sees_only_its_env_and_args() {
     let dir = temp_dir("echo-fixture");

@@ -189,7 +189,7 @@ impl Run {
                 return Err(err);
             }
         };
-        let idle = store.data().is_idle();
+        let idle = store.data_mut().is_idle();
         // the instance's pool slot is free before the request's slot is
         // given back (and the next request may start)
         drop(warm.offer(Instance { store, proxy }, served + 1, idle));

@@ -136,10 +136,31 @@ impl GuestState {
 }
 
 impl GuestState {
-    /// No resource of an earlier request (request, response, body, stream)
-    /// is left in the instance, so it can serve the next one.
-    pub fn is_idle(&self) -> bool {
-        self.table.is_empty()
+    /// No HTTP resource of an earlier request (request, response, body,
+    /// outbound request) is left in the instance, so it can serve the next
+    /// one. Other resources may stay: a language runtime keeps its stdout and
+    /// stderr streams open for its instance's life (componentize-py does), and
+    /// a stream of a request's body cannot outlive its body (the body is its
+    /// parent in the table), so it is caught with the body.
+    pub fn is_idle(&mut self) -> bool {
+        use wasmtime_wasi_http::p2::body::{
+            HostFutureTrailers, HostIncomingBody, HostOutgoingBody,
+        };
+        use wasmtime_wasi_http::p2::types::{
+            HostFutureIncomingResponse, HostIncomingRequest, HostIncomingResponse,
+            HostOutgoingRequest, HostOutgoingResponse, HostResponseOutparam,
+        };
+        !self.table.iter_mut().any(|entry| {
+            entry.is::<HostIncomingRequest>()
+                || entry.is::<HostIncomingBody>()
+                || entry.is::<HostFutureTrailers>()
+                || entry.is::<HostResponseOutparam>()
+                || entry.is::<HostOutgoingResponse>()
+                || entry.is::<HostOutgoingBody>()
+                || entry.is::<HostOutgoingRequest>()
+                || entry.is::<HostFutureIncomingResponse>()
+                || entry.is::<HostIncomingResponse>()
+        })
     }
 }
 
