@@ -189,10 +189,13 @@ impl Run {
                 return Err(err);
             }
         };
-        let idle = store.data_mut().is_idle();
         // the instance's pool slot is free before the request's slot is
         // given back (and the next request may start)
-        drop(warm.offer(Instance { store, proxy }, served + 1, idle));
+        drop(
+            warm.offer(Instance { store, proxy }, served + 1, |instance| {
+                instance.store.data_mut().is_idle()
+            }),
+        );
         drop(call.slot);
         Ok(())
     }

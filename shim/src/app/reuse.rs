@@ -94,8 +94,16 @@ impl<I: Send + 'static> WarmPool<I> {
 
     /// Keeps `instance`, which has served `served` requests, the last one
     /// cleanly, if the policy allows; otherwise hands it back to be dropped.
-    pub fn offer(&self, instance: I, served: u32, idle: bool) -> Option<I> {
+    /// `is_idle` looks through the instance's resources, so it is asked only
+    /// when reuse is on (not on every request of the default).
+    pub fn offer(
+        &self,
+        mut instance: I,
+        served: u32,
+        is_idle: impl FnOnce(&mut I) -> bool,
+    ) -> Option<I> {
         let draining = self.state.is_draining();
+        let idle = self.policy.enabled() && is_idle(&mut instance);
         if !self.policy.keep(served, idle, draining) {
             return Some(instance);
         }
@@ -160,17 +168,17 @@ mod tests {
     async fn the_pool_hands_out_the_newest_and_drops_the_expired() {
         let state = Arc::new(ServerState::default());
         let pool = WarmPool::start(ReusePolicy::new(10), state.clone());
-        assert_eq!(pool.offer("a", 1, true), None);
-        assert_eq!(pool.offer("b", 1, true), None);
-        assert_eq!(pool.offer("spent", 10, true), Some("spent"));
+        assert_eq!(pool.offer("a", 1, |_| true), None);
+        assert_eq!(pool.offer("b", 1, |_| true), None);
+        assert_eq!(pool.offer("spent", 10, |_| true), Some("spent"));
         assert!(state.metrics.render().contains("wasmhttp_instances_warm 2"));
         let newest = pool.take().unwrap();
         assert_eq!((newest.instance, newest.served), ("b", 1));
-        assert_eq!(pool.offer("b", 2, true), None);
+        assert_eq!(pool.offer("b", 2, |_| true), None);
         pool.drop_expired(Instant::now() + WARM_IDLE_LIMIT);
         assert!(pool.take().is_none());
         assert!(state.metrics.render().contains("wasmhttp_instances_warm 0"));
         state.start_draining();
-        assert_eq!(pool.offer("late", 1, true), Some("late"));
+        assert_eq!(pool.offer("late", 1, |_| true), Some("late"));
     }
 }
