@@ -709,6 +709,34 @@ fn command_components_exit_with_their_code(s: &Suite) {
         );
         s.containerd.assert_cleaned_up(&id);
     }
+
+    // Killing a task that has exited answers "not found", as runc's shim
+    // does: containerd may kill a container whose exit it has not processed
+    // yet (CRI's StopContainer, StopPodSandbox), and only "not found" means
+    // "already stopped" to it; anything else fails the pod's stop.
+    let image = s.import_fixture("command");
+    let id = "command-exited";
+    s.containerd.ctr_ok(&[
+        "run",
+        "-d",
+        "--null-io",
+        "--runtime",
+        support::containerd::RUNTIME,
+        &image,
+        id,
+        "/component.wasm",
+    ]);
+    wait_for_task_status(s, id, "STOPPED");
+    let status = support::grpc::kill(&s.containerd, id, 15).expect_err("killed an exited task");
+    // (1.x appends the code's name to the message)
+    assert!(
+        status.code() == containerd_client::tonic::Code::NotFound
+            && status.message().starts_with("process already finished"),
+        "{status:?}"
+    );
+    s.containerd.ctr_ok(&["tasks", "delete", id]);
+    s.containerd.ctr_ok(&["containers", "delete", id]);
+    s.containerd.assert_cleaned_up(id);
 }
 
 fn unrunnable_images_fail_to_start_with_the_reason(s: &Suite) {

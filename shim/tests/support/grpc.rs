@@ -245,12 +245,40 @@ impl UnpackLess {
     }
 
     fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(future)
+        block_on(future)
     }
+}
+
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// Tasks.Kill as CRI sends it, with containerd's whole answer (ctr prints
+/// only the message, not the status code CRI decides by).
+pub fn kill(
+    containerd: &PrivateContainerd,
+    id: &str,
+    signal: u32,
+) -> Result<(), containerd_client::tonic::Status> {
+    block_on(async {
+        let channel = containerd_client::connect(containerd.socket())
+            .await
+            .unwrap();
+        let kill = KillRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+            signal,
+            all: false,
+        };
+        TasksClient::new(channel)
+            .kill(with_namespace!(kill, NAMESPACE))
+            .await
+            .map(drop)
+    })
 }
 
 /// ctr's default OCI spec, with our process and the host's network namespace.
