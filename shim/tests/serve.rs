@@ -393,7 +393,16 @@ fn oversized_bodies_slow_headers_and_huge_headers_are_refused() {
 #[test]
 fn http2_with_prior_knowledge_on_the_same_port() {
     let dir = temp_dir("h2c");
-    let served = serve("h2c", &fixture(&dir, "hello"), &[], &[]);
+    // a wasi:http 0.2 guest and a 0.3 one (examples/service-py)
+    for (name, component) in [
+        ("h2c", fixture(&dir, "hello")),
+        ("h2c-0.3", example("service-py")),
+    ] {
+        h2c_and_http1_on_one_port(&serve(name, &component, &[], &[]));
+    }
+}
+
+fn h2c_and_http1_on_one_port(served: &support::served::Served) {
     let addr = served.addr;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (status, version, body) = runtime.block_on(async move {
@@ -467,12 +476,17 @@ fn admin_endpoints_report_health_readiness_and_metrics() {
 #[test]
 fn access_log_writes_one_json_line_per_request() {
     let dir = temp_dir("access-log");
-    let served = serve(
-        "access-log",
-        &fixture(&dir, "hello"),
-        &[],
-        &[("WASMHTTP_ACCESS_LOG", "json")],
-    );
+    // a wasi:http 0.2 guest and a 0.3 one (examples/service-py)
+    for (name, component) in [
+        ("access-log", fixture(&dir, "hello")),
+        ("access-log-0.3", example("service-py")),
+    ] {
+        let served = serve(name, &component, &[], &[("WASMHTTP_ACCESS_LOG", "json")]);
+        one_json_line_per_request(&served);
+    }
+}
+
+fn one_json_line_per_request(served: &support::served::Served) {
     let sent = Instant::now();
     http::get(served.addr, "/logged?x=1").unwrap();
     let client_ms = sent.elapsed().as_secs_f64() * 1000.0;
@@ -727,12 +741,18 @@ fn upstream(
 
 #[test]
 fn outbound_http_goes_only_to_allowed_hosts() {
+    // a wasi:http 0.2 guest (JavaScript) and a 0.3 one (Python, `client.send`)
+    for (name, guest) in [("proxy", "proxy-js"), ("proxy-0.3", "service-py")] {
+        only_to_allowed_hosts(name, &example(guest));
+    }
+}
+
+fn only_to_allowed_hosts(name: &str, proxy: &std::path::Path) {
     let (upstream_addr, upstream_served) = upstream("from upstream\n", 1);
     let target = format!("/?url=http://{upstream_addr}/data");
-    let proxy = example("proxy-js");
 
     // denied by default: a prompt 502 from the guest, nothing reaches upstream
-    let denied = serve("proxy-denied", &proxy, &[], &[]);
+    let denied = serve(&format!("{name}-denied"), proxy, &[], &[]);
     let started = Instant::now();
     let response = http::get(denied.addr, &target).unwrap();
     assert_eq!(response.status, 502, "{}", response.text());
@@ -752,8 +772,8 @@ fn outbound_http_goes_only_to_allowed_hosts() {
     // allowed by host and port
     let allowed_hosts = format!("example.invalid,127.0.0.1:{}", upstream_addr.port());
     let allowed = serve(
-        "proxy-allowed",
-        &proxy,
+        &format!("{name}-allowed"),
+        proxy,
         &[],
         &[("WASMHTTP_ALLOWED_OUTBOUND_HOSTS", &allowed_hosts)],
     );
@@ -774,7 +794,14 @@ fn outbound_http_goes_only_to_allowed_hosts() {
 
 #[test]
 fn volumes_are_preopened_read_only_ones_stay_read_only_and_nothing_else_is_seen() {
-    let dir = temp_dir("volumes");
+    // a wasi:http 0.2 guest that takes the path as the file's, and a 0.3 one
+    // that takes it from `?file=`
+    volumes_for("volumes", "files-py", |path| path.to_string());
+    volumes_for("volumes-0.3", "service-py", |path| format!("/?file={path}"));
+}
+
+fn volumes_for(name: &str, guest: &str, target: fn(&str) -> String) {
+    let dir = temp_dir(name);
     let data = dir.0.join("host/data");
     let config = dir.0.join("host/config");
     std::fs::create_dir_all(&data).unwrap();
@@ -789,24 +816,31 @@ fn volumes_are_preopened_read_only_ones_stay_read_only_and_nothing_else_is_seen(
         format!("{}:/config:ro", config.display()),
     ];
     let volumes: Vec<&str> = volumes.iter().map(String::as_str).collect();
-    let served = serve("volumes", &example("files-py"), &volumes, &[]);
+    let served = serve(name, &example(guest), &volumes, &[]);
     let addr = served.addr;
 
-    let read = http::get(addr, "/data/hello.txt").unwrap();
+    let read = http::get(addr, &target("/data/hello.txt")).unwrap();
     assert_eq!(
         (read.status, read.text().as_str()),
         (200, "hello from a volume\n")
     );
-    let written =
-        http::request(addr, "PUT", "/data/new.txt", &[], b"written by the guest\n").unwrap();
+    let written = http::request(
+        addr,
+        "PUT",
+        &target("/data/new.txt"),
+        &[],
+        b"written by the guest\n",
+    )
+    .unwrap();
     assert_eq!(written.status, 201, "{}", written.text());
     assert_eq!(
         std::fs::read_to_string(data.join("new.txt")).unwrap(),
         "written by the guest\n"
     );
-    let conf = http::get(addr, "/config/app.conf").unwrap();
+    let conf = http::get(addr, &target("/config/app.conf")).unwrap();
     assert_eq!((conf.status, conf.text().as_str()), (200, "mode = test\n"));
-    let refused = http::request(addr, "PUT", "/config/app.conf", &[], b"changed\n").unwrap();
+    let refused =
+        http::request(addr, "PUT", &target("/config/app.conf"), &[], b"changed\n").unwrap();
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert_eq!(
         std::fs::read_to_string(config.join("app.conf")).unwrap(),
@@ -818,8 +852,8 @@ fn volumes_are_preopened_read_only_ones_stay_read_only_and_nothing_else_is_seen(
         "/etc/passwd",
         "/outside.txt",
     ] {
-        let response = http::get(addr, escape).unwrap();
-        assert_ne!(response.status, 200, "{escape}: {}", response.text());
+        let response = http::get(addr, &target(escape)).unwrap();
+        assert_ne!(response.status, 200, "{name} {escape}: {}", response.text());
         assert!(!response.text().contains("host secret"), "{escape}");
     }
 }

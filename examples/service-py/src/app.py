@@ -9,16 +9,32 @@ milliseconds (awaiting a WASI 0.3 clock, so other requests of the instance go
 on meanwhile), `?allocate=MIB` holds MIB MiB while answering, `?fail=1` raises
 (the instance traps: its own requests fail, no others). The answer says how
 many requests this instance has served, and how many it is serving now.
+
+`?url=URL` fetches URL with wasi:http 0.3's `client.send` and answers what came
+back (502 with the error code when the host refuses or the request fails);
+`?file=PATH` answers the file's contents (404 when missing), and a PUT with it
+writes the request's body there (201; 403 where the volume is read-only).
+Files go through Python's `open`, which componentize-py's runtime (wasi-libc)
+serves with the WASI 0.2 filesystem — the host's preopens are the same for both.
 """
 
 from urllib.parse import parse_qs, urlsplit
 
 import wit_world
 from wit_world import exports
-from wit_world.imports import monotonic_clock
-from wit_world.imports.wasi_http_types import Fields, Request, Response
+from wit_world.imports import client, monotonic_clock
+from wit_world.imports.wasi_http_types import (
+    Fields,
+    Method_Get,
+    Method_Put,
+    Request,
+    Response,
+    Scheme_Http,
+    Scheme_Https,
+)
 from componentize_py_async_support import spawn
-from componentize_py_types import Ok
+from componentize_py_async_support.streams import ByteStreamReader
+from componentize_py_types import Err, Ok
 
 served = 0
 serving = 0
@@ -45,20 +61,80 @@ class Handler(exports.Handler):
             await monotonic_clock.wait_for(int(query["sleep"][0]) * 1_000_000)
         if "fail" in query:
             raise RuntimeError("asked to fail")
+        if "url" in query:
+            return await fetch(query["url"][0])
+        if "file" in query:
+            return await file(query["file"][0], request)
         body = (
             f"Hello from Python on wasi:http 0.3! You asked for {url.path}; "
             f"this instance has served {served}, {serving} at once\n"
         )
         del held
-        writer, reader = wit_world.byte_stream()
-        trailers_tx, trailers = wit_world.result_option_wasi_http_types_fields_wasi_http_types_error_code_future(lambda: Ok(None))
-        headers = Fields.from_list([("content-type", b"text/plain; charset=utf-8")])
-        response, _sent = Response.new(headers, reader, trailers)
+        return respond(200, body.encode())
 
-        async def send() -> None:
-            with writer:
-                await writer.write_all(body.encode())
-            await trailers_tx.write(Ok(None))
 
-        spawn(send())
-        return response
+def no_trailers():
+    """A trailers future that resolves to none once read."""
+    writer, reader = wit_world.result_option_wasi_http_types_fields_wasi_http_types_error_code_future(lambda: Ok(None))
+    spawn(writer.write(Ok(None)))
+    return reader
+
+
+def respond(status: int, body: bytes) -> Response:
+    writer, reader = wit_world.byte_stream()
+    headers = Fields.from_list([("content-type", b"text/plain; charset=utf-8")])
+    response, _sent = Response.new(headers, reader, no_trailers())
+    response.set_status_code(status)
+
+    async def send() -> None:
+        with writer:
+            await writer.write_all(body)
+
+    spawn(send())
+    return response
+
+
+async def read_all(body: ByteStreamReader) -> bytes:
+    chunks = []
+    with body:
+        while not body.writer_dropped:
+            chunks.append(await body.read(65536))
+    return b"".join(chunks)
+
+
+async def fetch(target: str) -> Response:
+    parts = urlsplit(target)
+    request, _sent = Request.new(Fields(), None, no_trailers(), None)
+    request.set_method(Method_Get())
+    request.set_scheme(Scheme_Https() if parts.scheme == "https" else Scheme_Http())
+    request.set_authority(parts.netloc)
+    request.set_path_with_query((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+    try:
+        upstream = await client.send(request)
+    except Err as err:
+        return respond(502, f"{target}: {err.value}\n".encode())
+    status = upstream.get_status_code()
+    done_tx, done = wit_world.result_unit_wasi_http_types_error_code_future(lambda: Ok(None))
+    body, _trailers = Response.consume_body(upstream, done)
+    text = await read_all(body)
+    spawn(done_tx.write(Ok(None)))
+    return respond(200, f"upstream answered {status}: ".encode() + text)
+
+
+async def file(path: str, request: Request) -> Response:
+    try:
+        if isinstance(request.get_method(), Method_Put):
+            done_tx, done = wit_world.result_unit_wasi_http_types_error_code_future(lambda: Ok(None))
+            body, _trailers = Request.consume_body(request, done)
+            content = await read_all(body)
+            spawn(done_tx.write(Ok(None)))
+            with open(path, "wb") as out:
+                out.write(content)
+            return respond(201, f"wrote {path}\n".encode())
+        with open(path, "rb") as into:
+            return respond(200, into.read())
+    except FileNotFoundError as err:
+        return respond(404, f"{path}: {err}\n".encode())
+    except OSError as err:
+        print(f"service-py: {path}: {err}", flush=True)
+        return respond(403, f"{path}: {err}\n".encode())
