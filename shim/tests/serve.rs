@@ -388,6 +388,48 @@ fn oversized_bodies_slow_headers_and_huge_headers_are_refused() {
         200,
         "the server must go on"
     );
+
+    // a wasi:http 0.3 guest: a declared length over the limit never reaches
+    // it; a chunked body that grows over it reaches it as a stream that fails
+    // with HTTP-request-body-size, and it writes nothing
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let volume = format!("{}:/data", data.display());
+    let served = serve(
+        "limits-0.3",
+        &example("service-py"),
+        &["--volume", &volume],
+        &[("WASMHTTP_MAX_BODY", "1Ki")],
+    );
+    let addr = served.addr;
+    let small = http::request(addr, "PUT", "/?file=/data/small", &[], &[b'a'; 1000]).unwrap();
+    assert_eq!(small.status, 201, "{}", small.text());
+    assert_eq!(std::fs::read(data.join("small")).unwrap().len(), 1000);
+    let large = http::request(addr, "PUT", "/?file=/data/large", &[], &[b'a'; 2000]).unwrap();
+    assert_eq!(large.status, 413);
+    let mut chunked = std::net::TcpStream::connect(addr).unwrap();
+    chunked
+        .write_all(
+            b"PUT /?file=/data/chunked HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n7d0\r\n",
+        )
+        .unwrap();
+    chunked.write_all(&[b'a'; 2000]).unwrap();
+    chunked.write_all(b"\r\n0\r\n\r\n").unwrap();
+    chunked
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = chunked.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413 "),
+        "{answer}\n{}",
+        served.log()
+    );
+    assert!(answer.contains("HttpRequestBodySize"), "{answer}");
+    for unwritten in ["large", "chunked"] {
+        assert!(!data.join(unwritten).exists(), "{unwritten} was written");
+    }
 }
 
 #[test]

@@ -13,7 +13,8 @@ many requests this instance has served, and how many it is serving now.
 `?url=URL` fetches URL with wasi:http 0.3's `client.send` and answers what came
 back (502 with the error code when the host refuses or the request fails);
 `?file=PATH` answers the file's contents (404 when missing), and a PUT with it
-writes the request's body there (201; 403 where the volume is read-only).
+writes the request's body there (201; 403 where the volume is read-only; 413
+when the body did not arrive whole because it exceeds the host's limit).
 Files go through Python's `open`, which componentize-py's runtime (wasi-libc)
 serves with the WASI 0.2 filesystem — the host's preopens are the same for both.
 """
@@ -24,6 +25,7 @@ import wit_world
 from wit_world import exports
 from wit_world.imports import client, monotonic_clock
 from wit_world.imports.wasi_http_types import (
+    ErrorCode_HttpRequestBodySize,
     Fields,
     Method_Get,
     Method_Put,
@@ -125,9 +127,15 @@ async def file(path: str, request: Request) -> Response:
     try:
         if isinstance(request.get_method(), Method_Put):
             done_tx, done = wit_world.result_unit_wasi_http_types_error_code_future(lambda: Ok(None))
-            body, _trailers = Request.consume_body(request, done)
+            body, trailers = Request.consume_body(request, done)
             content = await read_all(body)
             spawn(done_tx.write(Ok(None)))
+            # the stream just ends when the body fails (over the host's
+            # WASMHTTP_MAX_BODY, a broken upload): its trailers say why
+            ended = await trailers.read()
+            if isinstance(ended, Err):
+                status = 413 if isinstance(ended.value, ErrorCode_HttpRequestBodySize) else 400
+                return respond(status, f"{path}: the body did not arrive: {ended.value}\n".encode())
             with open(path, "wb") as out:
                 out.write(content)
             return respond(201, f"wrote {path}\n".encode())
