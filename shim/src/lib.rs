@@ -29,6 +29,8 @@ pub mod http;
 #[cfg(feature = "runtime")]
 pub mod metrics;
 #[cfg(feature = "runtime")]
+pub mod platform;
+#[cfg(feature = "runtime")]
 pub mod program;
 #[cfg(feature = "runtime")]
 pub mod runner;

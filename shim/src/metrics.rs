@@ -70,6 +70,91 @@ pub struct Metrics {
     rejected_overloaded: AtomicU64,
     rejected_body: AtomicU64,
     rejected_bad_request: AtomicU64,
+    /// wasi:keyvalue calls (the platform's store counts into it)
+    pub store_calls: std::sync::Arc<StoreCalls>,
+}
+
+/// A wasi:keyvalue operation, as `/metrics` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOperation {
+    Open,
+    Get,
+    Set,
+    Delete,
+    Exists,
+    ListKeys,
+    Increment,
+    GetMany,
+    SetMany,
+    DeleteMany,
+}
+
+impl StoreOperation {
+    const ALL: [StoreOperation; 10] = [
+        StoreOperation::Open,
+        StoreOperation::Get,
+        StoreOperation::Set,
+        StoreOperation::Delete,
+        StoreOperation::Exists,
+        StoreOperation::ListKeys,
+        StoreOperation::Increment,
+        StoreOperation::GetMany,
+        StoreOperation::SetMany,
+        StoreOperation::DeleteMany,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreOperation::Open => "open",
+            StoreOperation::Get => "get",
+            StoreOperation::Set => "set",
+            StoreOperation::Delete => "delete",
+            StoreOperation::Exists => "exists",
+            StoreOperation::ListKeys => "list_keys",
+            StoreOperation::Increment => "increment",
+            StoreOperation::GetMany => "get_many",
+            StoreOperation::SetMany => "set_many",
+            StoreOperation::DeleteMany => "delete_many",
+        }
+    }
+}
+
+/// wasi:keyvalue calls and the failed ones, by operation.
+#[derive(Default)]
+pub struct StoreCalls {
+    calls: [AtomicU64; StoreOperation::ALL.len()],
+    errors: [AtomicU64; StoreOperation::ALL.len()],
+}
+
+impl StoreCalls {
+    pub fn called(&self, operation: StoreOperation, failed: bool) {
+        let at = operation as usize;
+        self.calls[at].fetch_add(1, Relaxed);
+        if failed {
+            self.errors[at].fetch_add(1, Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        for (name, help, counters) in [
+            (
+                "wasmhttp_keyvalue_calls_total",
+                "wasi:keyvalue calls, by operation.",
+                &self.calls,
+            ),
+            (
+                "wasmhttp_keyvalue_errors_total",
+                "wasi:keyvalue calls that failed (the guest saw the store's error), by operation.",
+                &self.errors,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for operation in StoreOperation::ALL {
+                let count = counters[operation as usize].load(Relaxed);
+                let _ = writeln!(out, "{name}{{operation=\"{}\"}} {count}", operation.name());
+            }
+        }
+    }
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -207,6 +292,7 @@ impl Metrics {
                 counter.load(Relaxed)
             );
         }
+        self.store_calls.render(&mut out);
         out
     }
 }

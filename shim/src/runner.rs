@@ -8,6 +8,7 @@ use crate::engine::{self, Code};
 use crate::guest::{GuestConfig, Volume};
 use crate::http::admin;
 use crate::http::{HttpServer, ServerState};
+use crate::platform::Platform;
 use crate::program;
 use crate::settings::{Environment, Settings};
 use crate::world::{self, Plan, World};
@@ -110,7 +111,10 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         "wasmhttp: {world} loaded in {:.1} ms; {pool}",
         started.elapsed().as_secs_f64() * 1e3
     );
+    let platform = Platform::new(&settings, &env.guest_env, state.metrics.store_calls.clone())?;
+    eprintln!("wasmhttp: {}", platform.describe());
     let guest = GuestConfig {
+        platform: Arc::new(platform),
         env: env.guest_env,
         args,
         max_memory: settings.max_instance_memory,

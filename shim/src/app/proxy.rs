@@ -73,6 +73,7 @@ impl ProxyApp {
             }
         };
         call.deadline.arm(&mut store);
+        store.data_mut().deadline = Some(call.deadline);
         let req = req.map(|body| body::for_guest(body, self.max_body));
         let http = |err: wasmtime::Error| Failure::Failed(anyhow::Error::from(err));
         let req = store

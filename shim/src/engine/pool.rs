@@ -349,6 +349,7 @@ mod tests {
             outbound: Default::default(),
             volumes: vec![],
             sockets: false,
+            platform: std::sync::Arc::new(crate::platform::Platform::unconfigured()),
         };
         let mut live = Vec::new();
         for _ in 0..pool.slots() {

@@ -10,6 +10,7 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::platform::{self, Platform, PlatformView};
 use crate::settings::HostPattern;
 
 mod deadline;
@@ -37,6 +38,8 @@ pub struct GuestConfig {
     pub volumes: Vec<Volume>,
     /// wasi:sockets and name lookups in the container's network namespace.
     pub sockets: bool,
+    /// wasi:config, wasi:keyvalue and wasi:logging, one for the container.
+    pub platform: Arc<Platform>,
 }
 
 /// A directory of the container mapped into the guest as a WASI preopen.
@@ -78,6 +81,10 @@ pub struct GuestState {
     table: ResourceTable,
     hooks: OutboundPolicy,
     pub memory: MemoryBudget,
+    platform: Arc<Platform>,
+    /// The deadline of the one request this store serves, if it serves one:
+    /// it bounds the platform's calls.
+    pub deadline: Option<Deadline>,
 }
 
 /// The guest's WASI context as the container defines it: `env` (the
@@ -131,6 +138,8 @@ impl GuestState {
                 allowed: config.outbound.clone(),
             },
             memory: MemoryBudget::new(config.max_memory),
+            platform: config.platform.clone(),
+            deadline: None,
         }
     }
 }
@@ -165,11 +174,17 @@ impl GuestState {
 }
 
 /// Links all of WASI 0.2 (so componentize-js/py guests, which import more than
-/// the proxy world, instantiate) plus wasi:http.
+/// the proxy world, instantiate) plus wasi:http and the platform's services
+/// ([`platform`]).
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<GuestState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    platform::add_to_linker(&mut linker, |state: &mut GuestState| PlatformView {
+        table: &mut state.table,
+        platform: &state.platform,
+        deadline: state.deadline,
+    })?;
     Ok(linker)
 }
 

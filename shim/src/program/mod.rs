@@ -74,7 +74,8 @@ impl Command {
             let started = Instant::now();
             match self {
                 Command::Component(pre) => {
-                    let state = GuestState::with_wasi(wasi.build(), guest);
+                    let mut state = GuestState::with_wasi(wasi.build(), guest);
+                    state.deadline = deadline;
                     let mut store =
                         guest::limited_store(pre.engine(), state, |state| &mut state.memory);
                     if let Some(deadline) = &deadline {

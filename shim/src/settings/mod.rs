@@ -14,7 +14,7 @@ pub mod table;
 mod values;
 
 pub use limits::Limits;
-pub use values::HostPattern;
+pub use values::{HostPattern, RedisAddress, Secret};
 
 /// Variables with this prefix configure the shim and are never shown to the guest.
 pub const PREFIX: &str = "WASMHTTP_";
@@ -46,6 +46,75 @@ pub struct Settings {
     pub instance_reuse: u32,
     /// Requests one wasi:http 0.3 instance serves at the same time.
     pub instance_concurrency: usize,
+    /// wasi:config: directories whose files are keys, first wins.
+    pub config_dirs: Vec<std::path::PathBuf>,
+    /// wasi:config: the container's variables with this prefix are keys too.
+    pub config_env_prefix: Option<String>,
+    /// wasi:keyvalue's store.
+    pub keyvalue: KeyvalueBackend,
+    /// wasi:keyvalue: the buckets a guest may open.
+    pub keyvalue_buckets: Vec<String>,
+    /// Bytes the `memory` store's keys and values may take.
+    pub keyvalue_memory_limit: u64,
+    pub keyvalue_password: Option<Secret>,
+    /// The least wasi:logging level written to the container log.
+    pub guest_log_level: GuestLogLevel,
+}
+
+/// WASMHTTP_KEYVALUE: where wasi:keyvalue's buckets live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyvalueBackend {
+    /// No store: every `open` is `no-such-store`.
+    Off,
+    /// One store in the container's memory.
+    Memory,
+    /// A Redis (or Valkey) server.
+    Redis(RedisAddress),
+}
+
+/// wasi:logging's levels, least first, and `Off` above them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GuestLogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Critical,
+    Off,
+}
+
+impl GuestLogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestLogLevel::Trace => "trace",
+            GuestLogLevel::Debug => "debug",
+            GuestLogLevel::Info => "info",
+            GuestLogLevel::Warn => "warn",
+            GuestLogLevel::Error => "error",
+            GuestLogLevel::Critical => "critical",
+            GuestLogLevel::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for GuestLogLevel {
+    type Err = ();
+
+    fn from_str(value: &str) -> Result<Self, ()> {
+        [
+            GuestLogLevel::Trace,
+            GuestLogLevel::Debug,
+            GuestLogLevel::Info,
+            GuestLogLevel::Warn,
+            GuestLogLevel::Error,
+            GuestLogLevel::Critical,
+            GuestLogLevel::Off,
+        ]
+        .into_iter()
+        .find(|level| level.name() == value.to_ascii_lowercase())
+        .ok_or(())
+    }
 }
 
 /// WASMHTTP_MODE: how the program is run.
@@ -118,6 +187,13 @@ impl Settings {
             allow_sockets: false,
             instance_reuse: 0,
             instance_concurrency: 0,
+            config_dirs: Vec::new(),
+            config_env_prefix: None,
+            keyvalue: KeyvalueBackend::Off,
+            keyvalue_buckets: Vec::new(),
+            keyvalue_memory_limit: 0,
+            keyvalue_password: None,
+            guest_log_level: GuestLogLevel::Off,
         };
         for setting in table::TABLE {
             let value = setting.default_value(limits);
@@ -206,7 +282,11 @@ impl Environment {
                 };
                 return Err(SettingError {
                     variable: name,
-                    value,
+                    value: if setting.secret {
+                        "<redacted>".into()
+                    } else {
+                        value
+                    },
                     accepted,
                 });
             }
@@ -395,6 +475,77 @@ mod tests {
         assert!(any.settings.allowed_outbound_hosts[0].matches("anything.at.all", 1));
         let err = parse(&["WASMHTTP_ALLOWED_OUTBOUND_HOSTS=ok.com,bad host,x:port"]).unwrap_err();
         assert!(err.to_string().contains("\"bad host\""), "{err}");
+    }
+
+    #[test]
+    fn platform_settings_and_what_they_refuse() {
+        let env = parse(&[
+            "WASMHTTP_KEYVALUE=redis://10.0.0.7:6380/2",
+            "WASMHTTP_KEYVALUE_PASSWORD=hunter2",
+            "WASMHTTP_KEYVALUE_BUCKETS=default, sessions",
+            "WASMHTTP_CONFIG_DIRS=/etc/app/config,/etc/app/secret",
+            "WASMHTTP_CONFIG_ENV_PREFIX=APP_",
+            "WASMHTTP_GUEST_LOG_LEVEL=WARN",
+        ])
+        .unwrap();
+        let settings = &env.settings;
+        assert_eq!(
+            settings.keyvalue,
+            KeyvalueBackend::Redis(RedisAddress {
+                host: "10.0.0.7".into(),
+                port: 6380,
+                db: 2
+            })
+        );
+        assert_eq!(settings.keyvalue_buckets, ["default", "sessions"]);
+        assert_eq!(
+            settings.keyvalue_password.as_ref().unwrap().expose(),
+            "hunter2"
+        );
+        assert!(!format!("{settings:?}").contains("hunter2"), "{settings:?}");
+        assert_eq!(settings.config_dirs.len(), 2);
+        assert_eq!(settings.config_env_prefix.as_deref(), Some("APP_"));
+        assert_eq!(settings.guest_log_level, GuestLogLevel::Warn);
+        let defaults = Settings::default();
+        assert_eq!(defaults.keyvalue, KeyvalueBackend::Memory);
+        assert_eq!(defaults.keyvalue_buckets, ["default"]);
+        assert_eq!(defaults.keyvalue_memory_limit, 16 << 20);
+        assert_eq!(defaults.guest_log_level, GuestLogLevel::Info);
+        assert!(defaults.config_dirs.is_empty() && defaults.config_env_prefix.is_none());
+        let v6 = parse(&["WASMHTTP_KEYVALUE=redis://[::1]:6379"]).unwrap();
+        assert_eq!(
+            v6.settings.keyvalue,
+            KeyvalueBackend::Redis(RedisAddress {
+                host: "::1".into(),
+                port: 6379,
+                db: 0
+            })
+        );
+        // an address with a password is refused, and the error never shows it
+        let err = parse(&["WASMHTTP_KEYVALUE=redis://:hunter2@redis:6379"]).unwrap_err();
+        let message = err.to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(
+            message.contains("<redacted>") && message.contains("WASMHTTP_KEYVALUE_PASSWORD"),
+            "{message}"
+        );
+        for (entry, says) in [
+            ("WASMHTTP_KEYVALUE=postgres://db:5432", "redis://"),
+            ("WASMHTTP_KEYVALUE=redis://redis", ":PORT"),
+            ("WASMHTTP_KEYVALUE=redis://redis:6379/x", "database"),
+            ("WASMHTTP_KEYVALUE_BUCKETS=a b", "\"a b\""),
+            ("WASMHTTP_KEYVALUE_MEMORY_LIMIT=lots", "size"),
+            ("WASMHTTP_CONFIG_DIRS=relative/dir", "absolute"),
+            ("WASMHTTP_CONFIG_ENV_PREFIX=WASMHTTP_", "the shim's own"),
+            ("WASMHTTP_GUEST_LOG_LEVEL=loud", "`critical`"),
+        ] {
+            let message = parse(&[entry]).unwrap_err().to_string();
+            let name = entry.split_once('=').unwrap().0;
+            assert!(
+                message.contains(name) && message.contains(says),
+                "{entry}: {message}"
+            );
+        }
     }
 
     #[test]

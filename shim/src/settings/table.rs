@@ -5,7 +5,11 @@
 //! here; tests check that the README and the schema say what this says.
 
 use super::values::{HostPattern, parse_address, parse_duration, parse_size};
-use super::{AccessLog, Limits, MAX_INSTANCE_REUSE, MAX_INSTANCES, Mode, Settings, WASM32_MEMORY};
+use super::values::{RedisAddress, Secret};
+use super::{
+    AccessLog, KeyvalueBackend, Limits, MAX_INSTANCE_REUSE, MAX_INSTANCES, Mode, Settings,
+    WASM32_MEMORY,
+};
 
 pub struct Setting {
     pub name: &'static str,
@@ -15,6 +19,9 @@ pub struct Setting {
     /// Said after the default in the README (or instead of it, when empty).
     pub default_note: &'static str,
     pub example: &'static str,
+    /// Its value is never shown (an error says `<redacted>`): it may hold a
+    /// credential.
+    pub secret: bool,
     /// Sets the value on `Settings`; `Err` with more to say than `accepted`,
     /// or nothing.
     pub apply: fn(&mut Settings, &str) -> Result<(), Option<String>>,
@@ -73,6 +80,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("auto"),
         default_note: "",
         example: "`cgi`",
+        secret: false,
         apply: |settings, value| {
             settings.mode = match value {
                 "auto" | "" => Mode::Auto,
@@ -90,6 +98,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("0.0.0.0:8080"),
         default_note: "",
         example: "`127.0.0.1:9000`, `[::]:8080`, `8081`",
+        secret: false,
         apply: |settings, value| {
             settings.listen = parse_address(value).ok_or(None)?;
             Ok(())
@@ -101,6 +110,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("0.0.0.0:9090"),
         default_note: "",
         example: "`9091`, `off`",
+        secret: false,
         apply: |settings, value| {
             settings.admin_listen = match value {
                 "off" => None,
@@ -115,6 +125,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("25s"),
         default_note: " (under Kubernetes' 30 s grace period)",
         example: "`10s`",
+        secret: false,
         apply: |settings, value| {
             settings.drain_timeout = duration(value, true)?;
             Ok(())
@@ -126,6 +137,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("30s"),
         default_note: "",
         example: "`1500ms`",
+        secret: false,
         apply: |settings, value| {
             settings.request_timeout = duration(value, false)?;
             Ok(())
@@ -137,6 +149,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::FromLimits(|limits| limits.default_max_instance_memory().to_string()),
         default_note: "half the container's memory limit; `4Gi` without one",
         example: "`64Mi`",
+        secret: false,
         apply: |settings, value| {
             settings.max_instance_memory = parse_size(value)
                 .filter(|size| (1 << 16..=WASM32_MEMORY).contains(size))
@@ -150,6 +163,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::FromLimits(|limits| limits.default_max_concurrency().to_string()),
         default_note: "64 per CPU of the container's CPU limit (at least 16), at most one per 2 MiB of its memory limit, at most 1000",
         example: "`32`",
+        secret: false,
         apply: |settings, value| {
             settings.max_concurrency = number(value, 1..=MAX_INSTANCES)?;
             Ok(())
@@ -161,6 +175,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("16Mi"),
         default_note: "",
         example: "`1Mi`",
+        secret: false,
         apply: |settings, value| {
             settings.max_body = parse_size(value).ok_or(None)?;
             Ok(())
@@ -172,6 +187,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("10s"),
         default_note: "",
         example: "`5s`",
+        secret: false,
         apply: |settings, value| {
             settings.header_timeout = duration(value, false)?;
             Ok(())
@@ -183,6 +199,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("60s"),
         default_note: "",
         example: "`5s`",
+        secret: false,
         apply: |settings, value| {
             settings.idle_timeout = duration(value, false)?;
             Ok(())
@@ -194,6 +211,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value(""),
         default_note: "empty: all outbound HTTP is denied",
         example: "`api.example.com,*.svc.cluster.local,10.0.0.5:8080`",
+        secret: false,
         apply: |settings, value| {
             settings.allowed_outbound_hosts = value
                 .split(',')
@@ -213,6 +231,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("0"),
         default_note: "",
         example: "`1`",
+        secret: false,
         apply: |settings, value| {
             settings.allow_sockets = match value {
                 "1" | "true" => true,
@@ -228,6 +247,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("1"),
         default_note: ": a fresh instance for every request",
         example: "`64`",
+        secret: false,
         apply: |settings, value| {
             settings.instance_reuse = number(value, 1..=MAX_INSTANCE_REUSE)?;
             Ok(())
@@ -239,6 +259,7 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("8"),
         default_note: "",
         example: "`32`",
+        secret: false,
         apply: |settings, value| {
             settings.instance_concurrency = number(value, 1..=MAX_INSTANCES)?;
             Ok(())
@@ -250,12 +271,132 @@ pub const TABLE: &[Setting] = &[
         default: Default::Value("off"),
         default_note: "",
         example: "`json`",
+        secret: false,
         apply: |settings, value| {
             settings.access_log = match value {
                 "off" | "" => AccessLog::Off,
                 "json" => AccessLog::Json,
                 _ => return Err(None),
             };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "WASMHTTP_CONFIG_DIRS",
+        accepted: "a comma-separated list of directories whose files are wasi:config keys (file name = key, contents = value), such as a mounted ConfigMap or Secret; read at every call, so kubelet's updates are seen; a key in several: the first directory wins",
+        default: Default::Value(""),
+        default_note: "empty: no directory",
+        example: "`/etc/app/config,/etc/app/secret`",
+        secret: false,
+        apply: |settings, value| {
+            settings.config_dirs = value
+                .split(',')
+                .map(str::trim)
+                .filter(|dir| !dir.is_empty())
+                .map(|dir| {
+                    if dir.starts_with('/') {
+                        Ok(dir.into())
+                    } else {
+                        Err(Some(format!("{dir:?} is not an absolute path")))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "WASMHTTP_CONFIG_ENV_PREFIX",
+        accepted: "a prefix of variable names: the container's variables that start with it are wasi:config keys too (the name without the prefix), after the directories' keys",
+        default: Default::Value(""),
+        default_note: "empty: no variable",
+        example: "`APP_`",
+        secret: false,
+        apply: |settings, value| {
+            if value.starts_with(super::PREFIX) {
+                return Err(Some(format!(
+                    "{} variables are the shim's own",
+                    super::PREFIX
+                )));
+            }
+            settings.config_env_prefix = (!value.is_empty()).then(|| value.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "WASMHTTP_KEYVALUE",
+        accepted: "`memory` (one store in the container's memory, shared by its instances, gone when it exits), `redis://HOST:PORT` or `redis://HOST:PORT/DB` (a Redis or Valkey server; the password comes from WASMHTTP_KEYVALUE_PASSWORD, never the address) or `off` (every bucket is `no-such-store`)",
+        default: Default::Value("memory"),
+        default_note: "",
+        example: "`redis://redis.default.svc.cluster.local:6379`",
+        secret: true,
+        apply: |settings, value| {
+            settings.keyvalue = match value {
+                "off" => KeyvalueBackend::Off,
+                "memory" | "" => KeyvalueBackend::Memory,
+                value => KeyvalueBackend::Redis(RedisAddress::parse(value).map_err(Some)?),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "WASMHTTP_KEYVALUE_BUCKETS",
+        accepted: "a comma-separated list of the bucket names a guest may `open` (letters, digits, `-`, `_`, `.`); any other is `no-such-store`; on Redis a bucket is the key prefix `BUCKET:`",
+        default: Default::Value("default"),
+        default_note: "",
+        example: "`default,sessions`",
+        secret: false,
+        apply: |settings, value| {
+            settings.keyvalue_buckets = value
+                .split(',')
+                .map(str::trim)
+                .filter(|bucket| !bucket.is_empty())
+                .map(|bucket| {
+                    let valid = bucket
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                    if valid {
+                        Ok(bucket.to_string())
+                    } else {
+                        Err(Some(format!("{bucket:?} has other characters")))
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "WASMHTTP_KEYVALUE_MEMORY_LIMIT",
+        accepted: "a size (`16Mi`, `1Gi`, bytes) the `memory` store's keys and values may take together; a write past it fails with the store's `other` error",
+        default: Default::Value("16Mi"),
+        default_note: "",
+        example: "`256Mi`",
+        secret: false,
+        apply: |settings, value| {
+            settings.keyvalue_memory_limit = parse_size(value).ok_or(None)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "WASMHTTP_KEYVALUE_PASSWORD",
+        accepted: "the Redis password (`AUTH`), best set from a Secret (`valueFrom.secretKeyRef`); never logged",
+        default: Default::Value(""),
+        default_note: "empty: no AUTH",
+        example: "`s3cret` (from a Secret: `valueFrom.secretKeyRef`)",
+        secret: true,
+        apply: |settings, value| {
+            settings.keyvalue_password = (!value.is_empty()).then(|| Secret::new(value));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "WASMHTTP_GUEST_LOG_LEVEL",
+        accepted: "`trace`, `debug`, `info`, `warn`, `error`, `critical` or `off`: the least level of wasi:logging lines written to the container log",
+        default: Default::Value("info"),
+        default_note: "",
+        example: "`debug`",
+        secret: false,
+        apply: |settings, value| {
+            settings.guest_log_level = value.parse().map_err(|()| None)?;
             Ok(())
         },
     },

@@ -102,3 +102,96 @@ pub fn parse_size(value: &str) -> Option<u64> {
     };
     number.checked_mul(factor)
 }
+
+/// WASMHTTP_KEYVALUE's Redis server: `redis://HOST:PORT[/DB]`. No
+/// credentials: an address is logged, a password never is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisAddress {
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+}
+
+impl RedisAddress {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let rest = value
+            .strip_prefix("redis://")
+            .ok_or("the address starts with redis://")?;
+        if rest.contains('@') {
+            return Err(
+                "the address holds no user or password: set WASMHTTP_KEYVALUE_PASSWORD".into(),
+            );
+        }
+        let (authority, db) = match rest.split_once('/') {
+            Some((authority, "")) => (authority, 0),
+            Some((authority, db)) => (
+                authority,
+                db.parse::<i64>()
+                    .ok()
+                    .filter(|db| (0..=1_000_000).contains(db))
+                    .ok_or("the database after the `/` is a number")?,
+            ),
+            None => (rest, 0),
+        };
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, port) = v6
+                    .split_once("]:")
+                    .ok_or("an IPv6 address is [ADDR]:PORT")?;
+                (host, port)
+            }
+            None => authority
+                .rsplit_once(':')
+                .ok_or("the address has a :PORT")?,
+        };
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port > 0)
+            .ok_or("the port is a number from 1 to 65535")?;
+        let valid_name = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'));
+        if !valid_name {
+            return Err(format!("{host:?} is not a host name or address"));
+        }
+        Ok(Self {
+            host: host.to_string(),
+            port,
+            db,
+        })
+    }
+}
+
+impl std::fmt::Display for RedisAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "redis://[{}]:{}/{}", self.host, self.port, self.db)
+        } else {
+            write!(f, "redis://{}:{}/{}", self.host, self.port, self.db)
+        }
+    }
+}
+
+/// A credential: it prints as `<redacted>`, so no log line, error or
+/// `Debug` of the settings shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: &str) -> Self {
+        Self(value.to_string())
+    }
+
+    /// The value itself, for the one place that hands it on.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}

@@ -1,0 +1,124 @@
+//! Platform services a guest imports beside WASI, one [`Platform`] per
+//! container shared by all of its instances:
+//! - [`config`]: `wasi:config/store` at `0.2.0-rc.1` (wasmtime's and
+//!   wasmCloud's WIT) and `0.2.0-draft-2024-09-27` (Spin's, the same
+//!   interface), from mounted ConfigMaps/Secrets and prefixed variables;
+//! - [`keyvalue`]: `wasi:keyvalue@0.2.0-draft` on the container's store;
+//! - [`logging`]: `wasi:logging@0.1.0-draft` into the container log.
+//!
+//! They are linked for every kind of component (wasi:http 0.2 and 0.3
+//! handlers, commands and CGI programs); a component that imports none of
+//! them pays nothing, and one that imports them with nothing configured
+//! starts and finds an empty configuration and a memory store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use wasmtime::component::{HasData, Linker, ResourceTable};
+
+use crate::guest::Deadline;
+use crate::metrics::StoreCalls;
+use crate::settings::{GuestLogLevel, Settings};
+
+pub mod config;
+pub mod keyvalue;
+pub mod logging;
+
+use config::ConfigSource;
+use keyvalue::KeyvalueStore;
+
+pub struct Platform {
+    config: ConfigSource,
+    keyvalue: KeyvalueStore,
+    log_level: GuestLogLevel,
+    /// Bounds a call made outside a request's deadline (a command's run, a
+    /// wasi:http 0.3 instance serving several requests).
+    call_timeout: Duration,
+}
+
+impl Platform {
+    /// The container's services from its settings; `guest_env` holds the
+    /// variables WASMHTTP_CONFIG_ENV_PREFIX picks keys from. Fails, saying
+    /// which setting, when a configured source cannot be used.
+    pub fn new(
+        settings: &Settings,
+        guest_env: &[(String, String)],
+        calls: Arc<StoreCalls>,
+    ) -> Result<Self> {
+        Ok(Self {
+            config: ConfigSource::new(
+                &settings.config_dirs,
+                settings.config_env_prefix.as_deref(),
+                guest_env,
+            )?,
+            keyvalue: KeyvalueStore::new(settings, calls)?,
+            log_level: settings.guest_log_level,
+            call_timeout: settings.request_timeout,
+        })
+    }
+
+    /// The defaults' services: no configuration, a memory store.
+    pub fn unconfigured() -> Self {
+        Self::new(&Settings::default(), &[], Arc::default()).expect("the defaults are usable")
+    }
+
+    /// The start-up line's words.
+    pub fn describe(&self) -> String {
+        format!(
+            "wasi:config from {}; wasi:keyvalue {}; wasi:logging at {}",
+            self.config.describe(),
+            self.keyvalue.describe(),
+            self.log_level.name()
+        )
+    }
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// One platform for all a container's instances: two are the same only if
+/// they are one.
+impl PartialEq for Platform {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for Platform {}
+
+/// What the host functions see of a guest's store.
+pub struct PlatformView<'a> {
+    pub table: &'a mut ResourceTable,
+    pub platform: &'a Platform,
+    /// The request's, when the store serves one request.
+    pub deadline: Option<Deadline>,
+}
+
+impl PlatformView<'_> {
+    fn deadline(&self) -> Deadline {
+        self.deadline
+            .unwrap_or_else(|| Deadline::after(self.platform.call_timeout))
+    }
+}
+
+struct Services;
+
+impl HasData for Services {
+    type Data<'a> = PlatformView<'a>;
+}
+
+/// Links the services' interfaces; `view` finds them in a store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> PlatformView<'_>,
+) -> Result<()> {
+    keyvalue::bindings::Imports::add_to_linker::<T, Services>(linker, view)?;
+    config::bindings::Imports::add_to_linker::<T, Services>(linker, view)?;
+    config::spin_bindings::Imports::add_to_linker::<T, Services>(linker, view)?;
+    logging::bindings::Imports::add_to_linker::<T, Services>(linker, view)?;
+    Ok(())
+}
