@@ -33,6 +33,7 @@ examples: build
 	@$(MAKE) --no-print-directory -C examples/service-py
 	@$(MAKE) --no-print-directory -C examples/proxy-js
 	@$(MAKE) --no-print-directory -C examples/files-py
+	@$(MAKE) --no-print-directory -C examples/counter-py
 	@$(MAKE) --no-print-directory -C examples/cgi-c
 	@$(MAKE) --no-print-directory -C examples/cgi-lua
 
@@ -103,5 +104,6 @@ clean:
 	@$(MAKE) --no-print-directory -C examples/service-py clean
 	@$(MAKE) --no-print-directory -C examples/proxy-js clean
 	@$(MAKE) --no-print-directory -C examples/files-py clean
+	@$(MAKE) --no-print-directory -C examples/counter-py clean
 	@$(MAKE) --no-print-directory -C examples/cgi-c clean
 	@$(MAKE) --no-print-directory -C examples/cgi-lua clean

@@ -18,6 +18,10 @@ if [ "${1:-}" != build ]; then
     containerd runc containernetworking-plugins iproute2 curl busybox-static shellcheck
     # the load generator of `make bench`
     wrk
+    # a real Redis for wasi:keyvalue's tests and bench: the server binary is in
+    # redis-tools (Debian's redis-server package only links to it and starts a
+    # system service, which the suites do not want)
+    redis-tools
     # guest toolchains: JavaScript, Python, and C for wasm32-wasi (CGI example and fixtures)
     nodejs npm python3-venv clang lld wasi-libc libclang-rt-14-dev-wasm32
   )
@@ -76,6 +80,9 @@ PY
   echo "$layer_sha256" > "$tools/bin/.layer"
   rm -rf "$download"
 fi
+# redis-check-rdb is redis-server when called by that name
+mkdir -p build/tools/bin
+ln -sfn /usr/bin/redis-check-rdb build/tools/bin/redis-server
 # A registry on 127.0.0.1 for the CRI suite's pulls (tests/registry, Go).
 command -v go >/dev/null || { echo "setup: Go is required to build tests/registry: https://go.dev/dl" >&2; exit 1; }
 registry_stamp=$(cat tests/registry/go.mod tests/registry/go.sum tests/registry/main.go | sha256sum)

@@ -18,6 +18,8 @@ use support::harness;
 use support::http::{self, Connection, free_port, wait_until_serving};
 use support::images::{self, Platform};
 use support::limits;
+use support::platform::{count_exactly_across, mounted, ok, outage, round_trip, send};
+use support::redis::Redis;
 
 const CASES: &[harness::Case<Suite>] = &[
     (
@@ -115,6 +117,14 @@ const CASES: &[harness::Case<Suite>] = &[
     (
         "limits_hold_for_fixtures_and_real_guests",
         limits_hold_for_fixtures_and_real_guests,
+    ),
+    (
+        "keyvalue_on_a_real_redis_through_the_shim",
+        keyvalue_on_a_real_redis_through_the_shim,
+    ),
+    (
+        "memory_store_config_and_logging_through_the_shim",
+        memory_store_config_and_logging_through_the_shim,
     ),
 ];
 
@@ -1490,4 +1500,158 @@ fn cgi_programs_answer_requests_in_both_forms(s: &Suite) {
             "{form}: the program was not precompiled"
         );
     }
+}
+
+impl Suite {
+    /// The counter-py example (wasi:keyvalue, wasi:config, wasi:logging) as
+    /// a wasmhttp image.
+    fn import_counter(&self) -> &'static str {
+        let wasm = images::example("counter-py");
+        let tar = images::wasmhttp_image(&self.work, &wasm, "wasmhttp-test/counter-py:1");
+        self.import(&tar, &[]);
+        "docker.io/wasmhttp-test/counter-py:1"
+    }
+}
+
+/// Two containers on one real Redis (password from the environment, as a
+/// Secret gives it): every operation, 2,000 increments counted exactly, one
+/// connection each; Redis stopped under load is the guest's own 503 while
+/// the shim serves on, and back, it serves again without a restart.
+fn keyvalue_on_a_real_redis_through_the_shim(s: &Suite) {
+    let image = s.import_counter();
+    let mut redis = Redis::start(Some("pw-of-the-containerd-case"));
+    let url = redis.url();
+    let mut containers: Vec<(SocketAddr, SocketAddr, support::containerd::Task)> = (0..2)
+        .map(|i| {
+            let (addr, listen) = loopback();
+            let (admin, admin_listen) = loopback();
+            let env = [
+                ("WASMHTTP_LISTEN", listen.as_str()),
+                ("WASMHTTP_ADMIN_LISTEN", admin_listen.as_str()),
+                ("WASMHTTP_KEYVALUE", url.as_str()),
+                ("WASMHTTP_KEYVALUE_PASSWORD", "pw-of-the-containerd-case"),
+                ("WASMHTTP_REQUEST_TIMEOUT", "10s"),
+            ];
+            let task = s
+                .containerd
+                .run(&format!("counter-redis-{i}"), image, &env, &[], &[]);
+            (addr, admin, task)
+        })
+        .collect();
+    for (addr, _, task) in &mut containers {
+        serving(*addr, task);
+    }
+    let (first, first_admin) = (containers[0].0, containers[0].1);
+    round_trip(first, Some(&redis));
+    count_exactly_across(&[first, containers[1].0], &redis);
+    outage(first, first_admin, &mut redis, || containers[0].2.stderr());
+    for (_, _, task) in &mut containers {
+        assert!(
+            !task.output().contains("pw-of-the-containerd-case"),
+            "the password is in {}'s log\n{}",
+            task.id,
+            task.output()
+        );
+        s.stop(task);
+    }
+}
+
+/// One container: the memory store shared by its instances and held to its
+/// limit, wasi:config from bind-mounted directories (laid out as kubelet
+/// mounts a ConfigMap and a Secret) and the container's variables,
+/// wasi:logging lines in the container log at their level.
+fn memory_store_config_and_logging_through_the_shim(s: &Suite) {
+    let image = s.import_counter();
+    let config = s.work.join("platform/config");
+    let secret = s.work.join("platform/secret");
+    mounted(&config, &[("greeting", "Servus")], "2026_12_03_01");
+    mounted(
+        &secret,
+        &[("token", "t0ken-of-the-containerd-case")],
+        "2026_12_03_01",
+    );
+    let (addr, listen) = loopback();
+    let mounts = [
+        format!(
+            "type=bind,src={},dst=/etc/app/config,options=rbind:ro",
+            config.display()
+        ),
+        format!(
+            "type=bind,src={},dst=/etc/app/secret,options=rbind:ro",
+            secret.display()
+        ),
+    ];
+    let env = [
+        ("WASMHTTP_LISTEN", listen.as_str()),
+        ("WASMHTTP_CONFIG_DIRS", "/etc/app/config,/etc/app/secret"),
+        ("WASMHTTP_CONFIG_ENV_PREFIX", "APP_"),
+        ("APP_region", "eu-central"),
+        ("WASMHTTP_KEYVALUE_MEMORY_LIMIT", "4Ki"),
+        ("WASMHTTP_INSTANCE_REUSE", "4"),
+        ("WASMHTTP_ACCESS_LOG", "json"),
+    ];
+    let mut task = s.containerd.run(
+        "counter-memory",
+        image,
+        &env,
+        &["--mount", &mounts[0], "--mount", &mounts[1]],
+        &[],
+    );
+    serving(addr, &mut task);
+    assert_eq!(ok(addr, "GET", "/config/greeting", b""), "Servus");
+    assert_eq!(ok(addr, "GET", "/config/region", b""), "eu-central");
+    assert_eq!(
+        ok(addr, "GET", "/config", b""),
+        "[\"greeting\", \"region\", \"token\"]\n"
+    );
+    let private = |token: &str| {
+        http::request(addr, "GET", "/private", &[("x-token", token)], b"")
+            .unwrap()
+            .status
+    };
+    assert_eq!(private("t0ken-of-the-containerd-case"), 200);
+    assert_eq!(private("a guess"), 403);
+    // kubelet's update of the mounted ConfigMap, seen at the next call
+    mounted(&config, &[("greeting", "Grüß Gott")], "2026_12_03_02");
+    assert_eq!(ok(addr, "GET", "/config/greeting", b""), "Grüß Gott");
+    // one store for every instance: 4 clients × 25 increments, instances
+    // fresh and reused
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..25 {
+                    ok(addr, "POST", "/incr/shared", b"");
+                }
+            });
+        }
+    });
+    assert_eq!(ok(addr, "GET", "/kv/shared", b""), "100");
+    let full = send(addr, "PUT", "/kv/big", &[b'x'; 8 << 10]);
+    assert_eq!(full.status, 503, "{}", task.output());
+    assert!(
+        full.text().contains("WASMHTTP_KEYVALUE_MEMORY_LIMIT"),
+        "{}",
+        full.text()
+    );
+    assert_eq!(
+        send(addr, "POST", "/incr/n?bucket=elsewhere", b"").text(),
+        "no-such-store\n"
+    );
+    ok(
+        addr,
+        "GET",
+        "/log?level=warn&context=billing&msg=card+declined",
+        b"",
+    );
+    ok(addr, "GET", "/log?level=debug&msg=not+at+info", b"");
+    until(
+        Duration::from_secs(10),
+        "the wasi:logging line is in the container log",
+        || task.stderr().contains("[warn] billing: card declined"),
+        || task.output(),
+    );
+    let output = task.output();
+    assert!(!output.contains("not at info"), "{output}");
+    assert!(!output.contains("t0ken-of-the-containerd-case"), "{output}");
+    s.stop(&mut task);
 }

@@ -17,13 +17,20 @@ writes the request's body there (201; 403 where the volume is read-only; 413
 when the body did not arrive whole because it exceeds the host's limit).
 Files go through Python's `open`, which componentize-py's runtime (wasi-libc)
 serves with the WASI 0.2 filesystem — the host's preopens are the same for both.
+
+The platform's services, from a 0.3 handler: `?count=KEY` increments KEY in
+the wasi:keyvalue bucket `default` and answers the new value (503 with the
+store's reason when it fails), `?config=KEY` answers wasi:config's value
+(404 when there is none), `?log=MESSAGE` writes a wasi:logging line at info.
 """
 
 from urllib.parse import parse_qs, urlsplit
 
 import wit_world
 from wit_world import exports
-from wit_world.imports import client, monotonic_clock
+from wit_world.imports import atomics, client, logging, monotonic_clock
+from wit_world.imports import wasi_config_store as config
+from wit_world.imports import wasi_keyvalue_store as kv
 from wit_world.imports.wasi_http_types import (
     ErrorCode_HttpRequestBodySize,
     Fields,
@@ -67,6 +74,20 @@ class Handler(exports.Handler):
             return await fetch(query["url"][0])
         if "file" in query:
             return await file(query["file"][0], request)
+        if "count" in query:
+            try:
+                with kv.open("default") as bucket:
+                    value = atomics.increment(bucket, query["count"][0], 1)
+            except Err as err:
+                return respond(503, f"store error: {err.value}\n".encode())
+            return respond(200, f"{query['count'][0]} = {value}\n".encode())
+        if "config" in query:
+            value = config.get(query["config"][0])
+            if value is None:
+                return respond(404, b"no such key\n")
+            return respond(200, value.encode())
+        if "log" in query:
+            logging.log(logging.Level.INFO, "service-py", query["log"][0])
         body = (
             f"Hello from Python on wasi:http 0.3! You asked for {url.path}; "
             f"this instance has served {served}, {serving} at once\n"

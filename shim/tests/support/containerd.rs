@@ -354,6 +354,7 @@ impl PrivateContainerd {
             child: Some(child),
             stdout,
             stderr,
+            ctr: self.ctr_command(),
         }
     }
 
@@ -533,12 +534,16 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
-/// A container started with `ctr run` in the foreground.
+/// A container started with `ctr run` in the foreground. Dropped while it
+/// still runs (a case that failed half-way), it is killed through
+/// containerd and removed, so it never fails the next case or the teardown.
 pub struct Task {
     pub id: String,
     child: Option<Child>,
     stdout: PathBuf,
     stderr: PathBuf,
+    /// ctr for this task's containerd and namespace, to kill it with
+    ctr: Command,
 }
 
 impl Task {
@@ -580,9 +585,26 @@ impl Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if !self.is_running() {
+            return;
+        }
+        let program = self.ctr.get_program().to_owned();
+        let base: Vec<_> = self.ctr.get_args().map(|a| a.to_owned()).collect();
+        let ctr = |args: &[&str]| {
+            let mut command = Command::new(&program);
+            command.args(&base).args(args);
+            let _ = command.stdout(Stdio::null()).stderr(Stdio::null()).status();
+        };
+        let id = self.id.clone();
+        // `ctr run --rm` removes the container once its task is gone
+        ctr(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+        if self.wait(Duration::from_secs(10)).is_none() {
+            if let Some(child) = self.child.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            ctr(&["tasks", "delete", "--force", &id]);
+            ctr(&["containers", "delete", &id]);
         }
     }
 }

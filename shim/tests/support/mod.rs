@@ -8,5 +8,7 @@ pub mod harness;
 pub mod http;
 pub mod images;
 pub mod limits;
+pub mod platform;
+pub mod redis;
 pub mod registry;
 pub mod served;
