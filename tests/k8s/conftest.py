@@ -14,9 +14,11 @@ import cluster as k8s  # noqa: E402
 import images  # noqa: E402
 
 ROOT = k8s.ROOT
-EXAMPLES = ["hello-js", "hello-py", "service-py", "proxy-js", "files-py", "cgi-c"]
+EXAMPLES = ["hello-js", "hello-py", "service-py", "proxy-js", "files-py", "cgi-c", "counter-py"]
 INSTALLER_IMAGE = "docker.io/wasmhttp/node-installer:0.1.0"
 TOOLS_IMAGE = "wasmhttp.test/busybox:1"
+# what examples/counter-py/k8s.yaml runs beside it: Debian's Redis server
+REDIS_IMAGE = "docker.io/library/redis:7"
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +31,7 @@ def cluster():
         images.busybox(image_dir / "pause.tar", k8s.PAUSE_IMAGE, ["sleep", "2147483647"]),
         images.busybox(image_dir / "busybox.tar", TOOLS_IMAGE, ["sleep", "2147483647"]),
         images.installer(image_dir / "installer.tar", INSTALLER_IMAGE, ROOT / "build/static"),
+        images.redis(image_dir / "redis.tar", REDIS_IMAGE),
     ] + [ROOT / f"examples/{name}/build/{name}.tar" for name in EXAMPLES]
     for archive in archives:
         assert archive.exists(), f"{archive} is missing: `make k8s-test` builds it (make examples static)"

@@ -5,6 +5,7 @@ the given files. Deterministic: the same files give the same digests."""
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -100,3 +101,17 @@ def installer(out: Path, reference: str, static_dir: Path) -> Path:
     }
     return write_archive(out, reference, files, ["/usr/local/bin/wasmhttp-node-installer"],
                          ["install", "--stay"])
+
+
+def redis(out: Path, reference: str) -> Path:
+    """Debian's Redis server (redis-tools' binary, by the name that makes it
+    the server) with the shared libraries it links, as `redis-server ARGS…`."""
+    binary = Path("/usr/bin/redis-check-rdb")
+    files = {"usr/bin/redis-server": (binary.read_bytes(), 0o755)}
+    listing = subprocess.run(["ldd", str(binary)], check=True, capture_output=True, text=True).stdout
+    for line in listing.splitlines():
+        # "libssl.so.3 => /lib/x86_64-linux-gnu/libssl.so.3 (0x…)" or the loader's own line
+        path = line.split("=>")[-1].strip().split(" ")[0]
+        if path.startswith("/"):
+            files[path.lstrip("/")] = (Path(path).read_bytes(), 0o755)
+    return write_archive(out, reference, files, ["/usr/bin/redis-server"])

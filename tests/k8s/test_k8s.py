@@ -360,7 +360,11 @@ EXAMPLE_ANSWERS = {
     # no cluster DNS here, so the allowed *.svc.cluster.local cannot be tried;
     # a host outside the allow-list is refused by the shim
     "proxy-js": ("/?url=http://10.200.0.1:6443/", 502, "upstream request failed"),
+    # its Redis and ConfigMap come with it
+    "counter-py": ("/from-the-suite", 200, "Hello from a ConfigMap! /from-the-suite has been visited 1 times."),
 }
+# Deployments an example's manifest brings beside its own
+EXAMPLE_COMPANIONS = {"counter-py": ["redis"]}
 
 
 def test_every_example_manifest_answers(cluster):
@@ -370,6 +374,8 @@ def test_every_example_manifest_answers(cluster):
         cluster.kubectl("apply", "-f", manifest)
     for manifest in manifests:
         name = manifest.parent.name
+        for companion in EXAMPLE_COMPANIONS.get(name, []):
+            rollout(cluster, companion)
         rollout(cluster, name)
         path, status, text = EXAMPLE_ANSWERS[name]
         url = service_url(cluster, name, path)
@@ -387,16 +393,63 @@ def test_every_example_manifest_answers(cluster):
         cluster.kubectl("delete", "-f", manifest, "--wait=true", "--timeout=90s", timeout=120)
 
 
+# -- platform services ----------------------------------------------------------------------
+def test_counter_on_both_nodes_shares_redis_config_and_logs(cluster):
+    """The shim on node-b too (labelled into the chart's pool); the counter
+    example's 2 replicas, one per node, on one Redis (a runc Deployment):
+    exact under load through the Service, the ConfigMap and the Secret reach
+    wasi:config, wasi:logging lines are in `kubectl logs`, the Secret's value
+    is in none."""
+    cluster.kubectl("label", "node", NODE_B, f"{POOL_LABEL}=wasm")
+    eventually("node-b is labelled ready", lambda: node_labels(cluster, NODE_B).get(READY_LABEL) == "true", 180, 1)
+    assert shim_in(cluster.nodes[1]).read_bytes() == (ROOT / "build/static/containerd-shim-wasmhttp-v1").read_bytes()
+    apply(cluster, example("counter-py"))
+    rollout(cluster, "redis")
+    rollout(cluster, "counter-py")
+    replicas = pods(cluster, "app=counter-py")
+    assert sorted(p["spec"]["nodeName"] for p in replicas) == [NODE_A, NODE_B], \
+        [(p["metadata"]["name"], p["spec"]["nodeName"]) for p in replicas]
+    for pod in replicas:
+        ip = pod["status"]["podIP"]
+        assert cluster.curl(f"http://{ip}:8080/config/greeting").stdout == "Hello from a ConfigMap"
+        token = cluster.curl(f"http://{ip}:8080/private", "-H", "x-token: change-me-token",
+                             "-o", "/dev/null", "-w", "%{http_code}").stdout
+        assert token == "200", f"{pod['metadata']['name']}: the Secret's token was refused ({token})"
+        # the Secret's mounted key, not its Redis password (not mounted)
+        assert cluster.curl(f"http://{ip}:8080/config").stdout == '["greeting", "token"]\n'
+
+    load = start_load(cluster, service_url(cluster, "counter-py", "/under-load"), seconds=20,
+                      workers=4, pause_ms=5)
+    result = load_result(load, 60)
+    answered = result["statuses"].get("200", 0)
+    assert result["errors"] == {} and set(result["statuses"]) == {"200"} and answered > 100, result
+    counted = cluster.curl(service_url(cluster, "counter-py", "/kv/hits:/under-load")).stdout
+    assert counted == str(answered), f"{answered} requests answered, the counter says {counted}"
+
+    for pod in replicas:
+        name = pod["metadata"]["name"]
+
+        def logged():
+            log = cluster.kubectl("logs", name).stdout
+            return log if "[info] counter: /under-load has" in log else None
+        log = eventually(f"{name}'s wasi:logging lines are in kubectl logs", logged, 30, 1)
+        assert "wasi:keyvalue redis://10.96." in log, log[:2000]
+        assert "change-me" not in log, f"a Secret's value is in {name}'s log"
+    cluster.kubectl("delete", "-f", ROOT / "examples/counter-py/k8s.yaml", "--wait=true",
+                    "--timeout=90s", timeout=120)
+
+
 # -- uninstall ------------------------------------------------------------------------------
 def test_helm_uninstall_reverses_the_node(cluster):
-    a = cluster.nodes[0]
     cluster.helm("uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", "--timeout", "3m")
     jobs = [e for e in cluster.json("get", "events", "-n", RELEASE_NAMESPACE)["items"]
             if e["involvedObject"]["kind"] == "Job" and e["reason"] == "Completed"]
-    assert len(jobs) == 1, "one pre-delete Job per labelled node ran to completion"
-    assert READY_LABEL not in node_labels(cluster, NODE_A)
-    assert not shim_in(a).exists()
-    assert (a.dir / "etc-containerd/config.toml").read_text() == cluster.config_before[NODE_A]
+    # node-b joined the pool for the counter's test
+    assert len(jobs) == 2, "one pre-delete Job per labelled node ran to completion"
+    for node, name in zip(cluster.nodes, (NODE_A, NODE_B)):
+        assert READY_LABEL not in node_labels(cluster, name)
+        assert not shim_in(node).exists()
+        assert (node.dir / "etc-containerd/config.toml").read_text() == cluster.config_before[name]
     assert cluster.kubectl("get", "runtimeclass", "wasmhttp", check=False).returncode != 0
     eventually("the installer pods are gone",
                lambda: not pods(cluster, "app.kubernetes.io/name=wasmhttp-installer", RELEASE_NAMESPACE), 60)

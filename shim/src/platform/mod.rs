@@ -122,3 +122,70 @@ pub fn add_to_linker<T: Send + 'static>(
     logging::bindings::Imports::add_to_linker::<T, Services>(linker, view)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use wit_component::WitPrinter;
+    use wit_parser::Resolve;
+
+    /// Each interface of `package` (found in `dir`) as WIT text, without docs.
+    fn interfaces(dir: &Path, package: &str) -> BTreeMap<String, String> {
+        let mut resolve = Resolve::default();
+        resolve.push_dir(dir).unwrap();
+        let (_, found) = resolve
+            .packages
+            .iter()
+            .find(|(_, p)| p.name.to_string() == package)
+            .unwrap_or_else(|| panic!("{package} is not in {}", dir.display()));
+        found
+            .interfaces
+            .iter()
+            .map(|(name, id)| {
+                let mut printer = WitPrinter::default();
+                printer.emit_docs(false);
+                printer.print_interface(&resolve, *id).unwrap();
+                (name.clone(), printer.output.to_string())
+            })
+            .collect()
+    }
+
+    fn ours(dir: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("wit").join(dir)
+    }
+
+    /// The host's bindings come from shim/wit; guests are built against the
+    /// standards' WIT as wasmtime's crates ship it: they must say the same.
+    #[test]
+    fn the_hosts_wit_says_what_wasmtimes_crates_ship() {
+        let host = interfaces(&ours("keyvalue"), "wasi:keyvalue@0.2.0-draft");
+        let crates = interfaces(
+            Path::new(wasmhttp_fixtures::WASI_KEYVALUE_WIT),
+            "wasi:keyvalue@0.2.0-draft",
+        );
+        assert_eq!(
+            host.keys().collect::<Vec<_>>(),
+            ["atomics", "batch", "store"]
+        );
+        assert!(
+            host["atomics"]
+                .contains("increment: func(bucket: borrow<bucket>, key: string, delta: u64)"),
+            "{}",
+            host["atomics"]
+        );
+        for (name, body) in &host {
+            assert_eq!(Some(body), crates.get(name), "wasi:keyvalue/{name}");
+        }
+        let config = interfaces(&ours("config"), "wasi:config@0.2.0-rc.1");
+        let crates = interfaces(
+            Path::new(wasmhttp_fixtures::WASI_CONFIG_WIT),
+            "wasi:config@0.2.0-rc.1",
+        );
+        assert_eq!(config, crates);
+        // Spin's version is the same interface under another version
+        let spin = interfaces(&ours("config-spin"), "wasi:config@0.2.0-draft-2024-09-27");
+        assert_eq!(spin, config);
+    }
+}
