@@ -18,7 +18,9 @@ use support::harness;
 use support::http::{self, Connection, free_port, wait_until_serving};
 use support::images::{self, Platform};
 use support::limits;
-use support::platform::{count_exactly_across, mounted, ok, outage, round_trip, send};
+use support::platform::{
+    count_exactly_across, from_clients, mounted, ok, outage, round_trip, send,
+};
 use support::redis::Redis;
 
 const CASES: &[harness::Case<Suite>] = &[
@@ -1616,15 +1618,7 @@ fn memory_store_config_and_logging_through_the_shim(s: &Suite) {
     assert_eq!(ok(addr, "GET", "/config/greeting", b""), "Grüß Gott");
     // one store for every instance: 4 clients × 25 increments, instances
     // fresh and reused
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                for _ in 0..25 {
-                    ok(addr, "POST", "/incr/shared", b"");
-                }
-            });
-        }
-    });
+    from_clients(addr, 4, 25, "POST", "/incr/shared");
     assert_eq!(ok(addr, "GET", "/kv/shared", b""), "100");
     let full = send(addr, "PUT", "/kv/big", &[b'x'; 8 << 10]);
     assert_eq!(full.status, 503, "{}", task.output());

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use support::eventually::eventually;
 use support::http;
-use support::platform::{count_exactly_across, mounted, ok, outage, round_trip, send};
+use support::platform::{
+    count_exactly_across, from_clients, mounted, ok, outage, round_trip, send,
+};
 use support::redis::Redis;
 use support::served::{Served, example, metric, serve, temp_dir};
 
@@ -110,15 +112,7 @@ fn the_memory_store_is_shared_by_every_instance_and_bounded() {
     let served = counter("kv-memory", &[("WASMHTTP_KEYVALUE_MEMORY_LIMIT", "64Ki")]);
     round_trip(served.addr, None);
     let before: u64 = ok(served.addr, "GET", "/kv/n", b"").parse().unwrap();
-    std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                for _ in 0..50 {
-                    ok(served.addr, "POST", "/incr/n", b"");
-                }
-            });
-        }
-    });
+    from_clients(served.addr, 4, 50, "POST", "/incr/n");
     assert_eq!(
         ok(served.addr, "GET", "/kv/n", b""),
         (before + 200).to_string()
@@ -370,15 +364,7 @@ fn a_wasi_http_0_3_handler_uses_the_same_services() {
             ],
         );
         let addr = served.addr;
-        std::thread::scope(|scope| {
-            for _ in 0..4 {
-                scope.spawn(|| {
-                    for _ in 0..25 {
-                        ok(addr, "GET", "/?count=p3&sleep=5", b"");
-                    }
-                });
-            }
-        });
+        from_clients(addr, 4, 25, "GET", "/?count=p3&sleep=5");
         assert_eq!(ok(addr, "GET", "/?count=p3", b""), "p3 = 101\n", "{store}");
         assert_eq!(
             ok(addr, "GET", "/?config=greeting", b""),
@@ -421,15 +407,7 @@ fn a_cgi_program_uses_the_same_services() {
             ],
         );
         let addr = served.addr;
-        std::thread::scope(|scope| {
-            for _ in 0..4 {
-                scope.spawn(|| {
-                    for _ in 0..10 {
-                        ok(addr, "GET", "/?count=cgi", b"");
-                    }
-                });
-            }
-        });
+        from_clients(addr, 4, 10, "GET", "/?count=cgi");
         assert_eq!(ok(addr, "GET", "/?count=cgi", b""), "cgi = 41\n", "{store}");
         assert_eq!(ok(addr, "GET", "/?config=greeting", b""), "from a CGI run");
         assert_eq!(send(addr, "GET", "/?config=missing", b"").status, 404);

@@ -23,6 +23,20 @@ pub fn ok(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> String {
     response.text()
 }
 
+/// `clients` clients at once, each sending `each` requests one after
+/// another; every one must be answered 200.
+pub fn from_clients(addr: SocketAddr, clients: usize, each: usize, method: &str, path: &str) {
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| {
+                for _ in 0..each {
+                    ok(addr, method, path, b"");
+                }
+            });
+        }
+    });
+}
+
 /// Every operation of store, atomics and batch, as the guest sees them;
 /// `raw` reads what the backend holds (Redis), when there is one to read.
 pub fn round_trip(addr: SocketAddr, raw: Option<&Redis>) {
@@ -172,65 +186,29 @@ pub fn outage(addr: SocketAddr, admin: SocketAddr, redis: &mut Redis, log: impl 
         }
         std::thread::sleep(Duration::from_millis(500));
         redis.stop();
-        until(
-            Duration::from_secs(20),
-            "the guest answers its own 503 once Redis is gone",
-            || {
-                statuses
-                    .lock()
-                    .unwrap()
-                    .iter()
+        let last_five_are = |status: u16, what: &str| {
+            let last = || -> Vec<_> {
+                let seen = statuses.lock().unwrap();
+                seen.iter()
                     .rev()
                     .take(5)
-                    .filter(|(s, ..)| *s == 503)
-                    .count()
-                    == 5
-            },
-            || {
-                format!(
-                    "{:?}",
-                    statuses
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .rev()
-                        .take(5)
-                        .collect::<Vec<_>>()
-                )
-            },
-        );
+                    .map(|(s, t, _)| (*s, *t))
+                    .collect()
+            };
+            until(
+                Duration::from_secs(20),
+                what,
+                || last().len() == 5 && last().iter().all(|(s, _)| *s == status),
+                || format!("{:?}", last()),
+            );
+        };
+        last_five_are(503, "the guest answers its own 503 once Redis is gone");
         // the host serves on: what needs no store, and its own endpoints
         assert_eq!(ok(addr, "GET", "/config", b""), "[]\n");
         assert_eq!(http::get(admin, "/readyz").unwrap().status, 200);
         std::thread::sleep(Duration::from_secs(1));
         redis.resume();
-        until(
-            Duration::from_secs(20),
-            "increments succeed again once Redis is back",
-            || {
-                statuses
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .rev()
-                    .take(5)
-                    .filter(|(s, ..)| *s == 200)
-                    .count()
-                    == 5
-            },
-            || {
-                format!(
-                    "{:?}",
-                    statuses
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .rev()
-                        .take(5)
-                        .collect::<Vec<_>>()
-                )
-            },
-        );
+        last_five_are(200, "increments succeed again once Redis is back");
         stop.store(true, Ordering::Relaxed);
     });
     let statuses = statuses.into_inner().unwrap();
