@@ -164,6 +164,14 @@ fn buckets_not_configured_are_no_such_store() {
         (response.status, response.text().as_str()),
         (404, "no-such-store\n")
     );
+    // counted before the guest answered
+    assert_eq!(
+        metric(
+            served.admin,
+            "wasmhttp_keyvalue_errors_total{operation=\"open\"}"
+        ),
+        1.0
+    );
     assert!(served.terminate().success());
 
     let off = counter("kv-off", &[("WASMHTTP_KEYVALUE", "off")]);

@@ -151,9 +151,10 @@ impl PlatformView<'_> {
 impl store::Host for PlatformView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, Error> {
         let store = &self.platform.keyvalue;
-        let known = store.buckets.iter().any(|bucket| *bucket == identifier);
-        store.calls.called(StoreOperation::Open, !known);
-        if !known || matches!(store.backend, Backend::Off) {
+        let exists = !matches!(store.backend, Backend::Off)
+            && store.buckets.iter().any(|bucket| *bucket == identifier);
+        store.calls.called(StoreOperation::Open, !exists);
+        if !exists {
             return Err(Error::NoSuchStore);
         }
         self.table
