@@ -14,6 +14,8 @@ Contenders:
 
 Sections: throughput (every contender on every workload, fresh and with
 reuse; wasi:http 0.2 and 0.3), cgi (CGI programs against proxy-mode hello),
+store (wasi:keyvalue on the memory store and a real Redis, and the host's
+CPU per store call),
 cold (ctr run → first 200), memory (idle PSS), density; then the goal table.
 
 Usage: bench.py --out DIR [--duration S] [--connections N] [--density N] [--quick]
@@ -62,6 +64,12 @@ P3_CONCURRENCY = 8
 # the Lua interpreter of examples/cgi-lua and the CGI script it runs
 CGI_LUA = os.path.join(ROOT, "examples", "cgi-lua", "build", "cgi-lua.wasm")
 CGI_LUA_APP = os.path.join(ROOT, "examples", "cgi-lua", "app")
+# the platform services' example (wasi:keyvalue, wasi:config, wasi:logging)
+PY_COUNTER = os.path.join(ROOT, "examples", "counter-py", "build", "counter-py.wasm")
+# Debian's Redis server, as `make setup` links it
+REDIS_SERVER = os.path.join(ROOT, "build", "tools", "bin", "redis-server")
+# store calls per request in the cost-per-call rows
+STORE_CALLS = 100
 NAMESPACE = "wasmhttp-bench"
 ECHO_BODY = 64 * 1024
 
@@ -120,7 +128,7 @@ def wait_for_2xx(port, deadline_s, path="/", alive=lambda: True):
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(port, duration, connections, post_body=None):
+def wrk(port, duration, connections, post_body=None, path="/bench"):
     """Runs wrk against 127.0.0.1:port; rps, p50/p99 in ms, and every failure."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     script = None
@@ -130,7 +138,7 @@ def wrk(port, duration, connections, post_body=None):
                      'wrk.headers["Content-Type"] = "application/octet-stream"\n')
         script.close()
         cmd += ["-s", script.name]
-    cmd.append(f"http://127.0.0.1:{port}/bench")
+    cmd.append(f"http://127.0.0.1:{port}{path}")
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30).stdout
     finally:
@@ -404,7 +412,8 @@ def shim_container(containerd, image, cid, port, runtime="io.containerd.wasmhttp
 def throughput(args, workloads, contenders):
     """Every contender on every workload; results keyed by workload."""
     results = []
-    for workload, wasm, post in workloads:
+    for workload, wasm, post, *path in workloads:
+        path = path[0] if path else "/bench"
         for name, start in contenders:
             if start(workload) is None:
                 continue
@@ -412,10 +421,10 @@ def throughput(args, workloads, contenders):
             log(f"throughput: {workload} on {name}")
             server = start(workload)(wasm, port)
             try:
-                wrk(port, 1, args.connections, post)  # warm-up: caches, pool slots, JIT of nothing
+                wrk(port, 1, args.connections, post, path)  # warm-up: caches, pool slots, JIT of nothing
                 cpu_before = cpu_seconds(server.pids())
                 with Sampler(server.pids) as sampler:
-                    result = wrk(port, args.duration, args.connections, post)
+                    result = wrk(port, args.duration, args.connections, post, path)
                 cpu_used = cpu_seconds(server.pids()) - cpu_before
                 idle_after = memory_kib(server.pids())
             finally:
@@ -567,6 +576,68 @@ def cgi(args, hello, module, component):
                       [("wasmhttp serve", start)])
 
 
+def start_redis():
+    """A Redis of the bench's own on a free loopback port, nothing persisted."""
+    port = free_port()
+    proc = subprocess.Popen([REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", tempfile.gettempdir()], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError("redis-server did not start")
+        time.sleep(0.05)
+    return proc, port
+
+
+def store(args, cgi_platform):
+    """wasi:keyvalue: counter-py's increment request on the memory store and on
+    a real Redis (reuse on: the Python runtime's instantiation would hide the
+    store), and the host's CPU per store call, from a C CGI program making 1
+    and 1 + STORE_CALLS increments per request."""
+    redis, redis_port = start_redis()
+    backends = {"memory": "memory", "Redis": f"redis://127.0.0.1:{redis_port}"}
+    reuse = args.reuse
+
+    def counter(backend):
+        env = {"WASMHTTP_KEYVALUE": backends[backend], "WASMHTTP_GUEST_LOG_LEVEL": "off"}
+        return lambda wasm, port: wasmhttp_serve(wasm, port, reuse, env=env)
+
+    def cgi_program(backend):
+        env = {"WASMHTTP_MODE": "cgi", "WASMHTTP_KEYVALUE": backends[backend]}
+        return lambda wasm, port: wasmhttp_serve(wasm, port, env=env)
+
+    try:
+        rows = []
+        for backend in backends:
+            rows += throughput(args, [(f"counter-py increment, {backend}, reuse {reuse}", PY_COUNTER,
+                                       None, "/incr/bench")],
+                               [("wasmhttp serve", lambda _w, b=backend: counter(b))])
+            for calls in (1, 1 + STORE_CALLS):
+                rows += throughput(args, [(f"C CGI program, {calls} increment(s), {backend}",
+                                           cgi_platform, None, f"/?count=bench&repeat={calls}")],
+                                   [("wasmhttp serve", lambda _w, b=backend: cgi_program(b))])
+    finally:
+        redis.kill()
+        redis.wait(10)
+    per_call = {}
+    for backend in backends:
+        one, many = (next(r for r in rows if r["workload"] ==
+                          f"C CGI program, {calls} increment(s), {backend}")
+                     for calls in (1, 1 + STORE_CALLS))
+        if one["cpu_us_per_request"] and many["cpu_us_per_request"]:
+            per_call[backend] = (many["cpu_us_per_request"] - one["cpu_us_per_request"]) / STORE_CALLS
+    return {"rows": rows, "host_cpu_us_per_call": per_call}
+
+
 def goals(data):
     """Issue 18's speed goals, each against what this run measured."""
     def rps(workload, contender):
@@ -636,6 +707,17 @@ def report(data):
             lines.append(f"| {workload} | {r['contender']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
                          f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {ratio(r['rps'], base)} | "
                          f"{ratio(r['rps'], ceiling)} | {fmt(r['pss_load_kib'] / 1024, 1)} |")
+    if data.get("store"):
+        lines += ["", "Platform services (wasi:keyvalue), all in `wasmhttp serve`; same load. "
+                  "Server CPU counts wasmhttp's process only (not Redis').", "",
+                  "| workload | rps | p50 ms | p99 ms | errors | server CPU µs per request |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in data["store"]["rows"]:
+            lines.append(f"| {r['workload']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+                         f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {fmt(r['cpu_us_per_request'])} |")
+        lines += [""] + [f"Host CPU per store call ({backend}): {fmt(us, 1)} µs "
+                         f"(the {STORE_CALLS} extra increments' CPU, divided by {STORE_CALLS})"
+                         for backend, us in data["store"]["host_cpu_us_per_call"].items()]
     if data.get("cgi"):
         lines += ["", "CGI: a fresh run of the program per request, against proxy-mode hello "
                   "(a fresh instance per request), all in `wasmhttp serve`; same load.", "",
@@ -699,6 +781,12 @@ def smoke_check(data, sections):
         if key in sections:
             problems += [f"{key}: {r['workload']} on {r['contender']} served nothing"
                          for r in data[key] if not r["rps"] or r["errors"]]
+    if "store" in sections:
+        rows = data["store"]["rows"] if data["store"] else []
+        if len(rows) != 6:
+            problems.append(f"the store section produced {len(rows)} rows, not 6")
+        problems += [f"store: {r['workload']} served nothing or failed"
+                     for r in rows if not r["rps"] or r["errors"]]
     if "memory" in sections:
         problems += [f"idle memory: {r['image']} was not measured"
                      for r in data["idle_memory"] if not r["pss_kib"]]
@@ -725,8 +813,8 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="every section for a second or so, without --wasmtime if need be "
                              "(make test runs it so the bench cannot rot; its numbers mean nothing)")
-    parser.add_argument("--sections", default="throughput,cgi,cold,memory,density",
-                        help="comma-separated subset of throughput,cgi,cold,memory,density")
+    parser.add_argument("--sections", default="throughput,cgi,store,cold,memory,density",
+                        help="comma-separated subset of throughput,cgi,store,cold,memory,density")
     parser.add_argument("--report", metavar="RESULTS_JSON",
                         help="only print the tables of an earlier run")
     args = parser.parse_args()
@@ -744,7 +832,8 @@ def main():
         args.duration, args.connections, args.density, args.runs = 1, 4, 3, 1
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="wasmhttp-bench-files.")
-    subprocess.run([FIXTURES, "build", work, "hello", "echo", "cgi", "cgi-component"], check=True)
+    subprocess.run([FIXTURES, "build", work, "hello", "echo", "cgi", "cgi-component", "cgi-platform"],
+                   check=True)
     hello, echo = os.path.join(work, "hello.wasm"), os.path.join(work, "echo.wasm")
     cgi_module, cgi_component = (os.path.join(work, f"{name}.wasm")
                                  for name in ("cgi", "cgi-component"))
@@ -828,6 +917,8 @@ def main():
         data["throughput"] = throughput(args, workloads, contenders) \
             if "throughput" in sections else []
         data["cgi"] = cgi(args, hello, cgi_module, cgi_component) if "cgi" in sections else []
+        data["store"] = store(args, os.path.join(work, "cgi-platform.wasm")) \
+            if "store" in sections else None
 
         data["idle_memory"] = [] if "memory" not in sections else idle_memory(containerd, [
             ("floor: runwasi shim, no engine", "io.containerd.floor.v1", images["hello"]),
