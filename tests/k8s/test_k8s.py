@@ -395,7 +395,8 @@ def test_every_example_manifest_answers(cluster):
 
 # -- platform services ----------------------------------------------------------------------
 def test_counter_on_both_nodes_shares_redis_config_and_logs(cluster):
-    """The shim on node-b too (labelled into the chart's pool); the counter
+    """The shim on node-b too (labelled into the chart's pool, then `helm
+    upgrade`, so the uninstall covers it); the counter
     example's 2 replicas, one per node, on one Redis (a runc Deployment):
     exact under load through the Service, the ConfigMap and the Secret reach
     wasi:config, wasi:logging lines are in `kubectl logs`, the Secret's value
@@ -403,6 +404,10 @@ def test_counter_on_both_nodes_shares_redis_config_and_logs(cluster):
     cluster.kubectl("label", "node", NODE_B, f"{POOL_LABEL}=wasm")
     eventually("node-b is labelled ready", lambda: node_labels(cluster, NODE_B).get(READY_LABEL) == "true", 180, 1)
     assert shim_in(cluster.nodes[1]).read_bytes() == (ROOT / "build/static/containerd-shim-wasmhttp-v1").read_bytes()
+    # what an operator does after adding a node: the uninstall hooks are
+    # rendered at install and upgrade (see the chart's uninstall-jobs.yaml)
+    cluster.helm("upgrade", RELEASE, ROOT / "charts/wasmhttp", "--namespace", RELEASE_NAMESPACE,
+                 "--reuse-values", "--wait", "--timeout", "3m")
     apply(cluster, example("counter-py"))
     rollout(cluster, "redis")
     rollout(cluster, "counter-py")
