@@ -9,6 +9,7 @@ use crate::guest::{GuestConfig, Volume};
 use crate::http::admin;
 use crate::http::{HttpServer, ServerState};
 use crate::platform::Platform;
+use crate::platform::config::ConfigSource;
 use crate::program;
 use crate::settings::{Environment, Settings};
 use crate::world::{self, Plan, World};
@@ -48,7 +49,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Checks that WASMHTTP_MODE can run a program of `world`, and, when the
+    /// Checks that WASMHTTP_MODE can run a program of `world`, that the
+    /// configuration directories are there, and, when the
     /// precompile cache knows the program's footprint, that the settings
     /// leave its instances room (so a container that could not serve fails
     /// its start, with the reason, rather than exiting once started).
@@ -60,6 +62,8 @@ impl Prepared {
         volumes: Vec<Volume>,
     ) -> Result<Self> {
         let plan = world::plan(env.settings.mode, world)?;
+        // a misspelt mount would otherwise look like an empty configuration
+        ConfigSource::check(&env.settings.config_dirs)?;
         if let ComponentCode::Precompiled {
             footprint: Some(footprint),
             ..

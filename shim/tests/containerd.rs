@@ -1561,7 +1561,8 @@ fn keyvalue_on_a_real_redis_through_the_shim(s: &Suite) {
 /// One container: the memory store shared by its instances and held to its
 /// limit, wasi:config from bind-mounted directories (laid out as kubelet
 /// mounts a ConfigMap and a Secret) and the container's variables,
-/// wasi:logging lines in the container log at their level.
+/// wasi:logging lines in the container log at their level; then a config
+/// directory that is not there fails the start.
 fn memory_store_config_and_logging_through_the_shim(s: &Suite) {
     let image = s.import_counter();
     let config = s.work.join("platform/config");
@@ -1648,4 +1649,21 @@ fn memory_store_config_and_logging_through_the_shim(s: &Suite) {
     assert!(!output.contains("not at info"), "{output}");
     assert!(!output.contains("t0ken-of-the-containerd-case"), "{output}");
     s.stop(&mut task);
+    // a directory that is not mounted fails the start, saying which (the
+    // component is compiled by now: the refusal is not held up by that)
+    let (_, listen) = loopback();
+    let refused = s.start_fails(
+        "counter-no-config",
+        image,
+        &[
+            ("WASMHTTP_LISTEN", &listen),
+            ("WASMHTTP_CONFIG_DIRS", "/etc/app/not-mounted"),
+        ],
+        &[],
+        &[],
+    );
+    assert!(
+        refused.contains("WASMHTTP_CONFIG_DIRS names /etc/app/not-mounted"),
+        "{refused}"
+    );
 }

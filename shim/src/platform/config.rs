@@ -28,15 +28,7 @@ impl ConfigSource {
         env_prefix: Option<&str>,
         env: &[(String, String)],
     ) -> Result<Self> {
-        for dir in dirs {
-            if !dir.is_dir() {
-                bail!(
-                    "WASMHTTP_CONFIG_DIRS names {}, which is not a directory in the container \
-                     (is the ConfigMap or Secret mounted there?)",
-                    dir.display()
-                );
-            }
-        }
+        Self::check(dirs)?;
         let env = match env_prefix {
             Some(prefix) => env
                 .iter()
@@ -51,6 +43,21 @@ impl ConfigSource {
             dirs: dirs.to_vec(),
             env,
         })
+    }
+
+    /// Fails, naming the setting, when a directory is not there; the shim
+    /// checks this before the container counts as started.
+    pub fn check(dirs: &[PathBuf]) -> Result<()> {
+        for dir in dirs {
+            if !dir.is_dir() {
+                bail!(
+                    "WASMHTTP_CONFIG_DIRS names {}, which is not a directory in the container \
+                     (is the ConfigMap or Secret mounted there?)",
+                    dir.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// How many places values come from (for the start-up line).
