@@ -13,6 +13,7 @@
 pub mod footprint;
 pub mod image;
 pub mod precompile;
+pub mod routes;
 pub mod settings;
 pub mod world;
 

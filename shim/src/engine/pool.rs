@@ -106,6 +106,18 @@ impl Pool {
         concurrency: usize,
         memory: u64,
     ) -> Result<Self, PoolTooSmall> {
+        Self::sized_sharing(footprint, concurrency, memory, 1)
+    }
+
+    /// As [`Pool::sized`], for one of `pools` pools in the process (the
+    /// routes of an app), which share the address space the pool may reserve.
+    pub fn sized_sharing(
+        footprint: Footprint,
+        concurrency: usize,
+        memory: u64,
+        pools: u32,
+    ) -> Result<Self, PoolTooSmall> {
+        let budget = ADDRESS_SPACE_BUDGET / u64::from(pools.max(1));
         if footprint.largest_initial_memory > memory {
             return Err(PoolTooSmall(format!(
                 "the program's largest linear memory starts at {}, more than \
@@ -124,7 +136,7 @@ impl Pool {
             footprint,
         };
         let reserved = pool.address_space();
-        if reserved > ADDRESS_SPACE_BUDGET {
+        if reserved > budget {
             // the largest concurrency that fits, for the message
             let fits = (1..instances)
                 .rev()
@@ -134,7 +146,7 @@ impl Pool {
                         ..pool
                     }
                     .address_space()
-                        <= ADDRESS_SPACE_BUDGET
+                        <= budget
                 })
                 .unwrap_or(0);
             return Err(PoolTooSmall(format!(
@@ -143,8 +155,8 @@ impl Pool {
                  it may reserve; at most {fits} concurrent instances fit",
                 footprint.memories,
                 reserved >> 30,
-                (reserved - ADDRESS_SPACE_BUDGET) >> 30,
-                ADDRESS_SPACE_BUDGET >> 30,
+                (reserved - budget) >> 30,
+                budget >> 30,
             )));
         }
         Ok(pool)

@@ -30,7 +30,8 @@ use keyvalue::KeyvalueStore;
 
 pub struct Platform {
     config: ConfigSource,
-    keyvalue: KeyvalueStore,
+    /// The container's: every route of an app shares its store.
+    keyvalue: Arc<KeyvalueStore>,
     log_level: GuestLogLevel,
     /// Bounds a call made outside a request's deadline (a command's run, a
     /// wasi:http 0.3 instance serving several requests).
@@ -52,7 +53,22 @@ impl Platform {
                 settings.config_env_prefix.as_deref(),
                 guest_env,
             )?,
-            keyvalue: KeyvalueStore::new(settings, calls)?,
+            keyvalue: Arc::new(KeyvalueStore::new(settings, calls)?),
+            log_level: settings.guest_log_level,
+            call_timeout: settings.request_timeout,
+        })
+    }
+
+    /// One route's services: its own configuration sources, log level and
+    /// timeout (route settings), the container's key-value store.
+    pub fn for_route(&self, settings: &Settings, guest_env: &[(String, String)]) -> Result<Self> {
+        Ok(Self {
+            config: ConfigSource::new(
+                &settings.config_dirs,
+                settings.config_env_prefix.as_deref(),
+                guest_env,
+            )?,
+            keyvalue: self.keyvalue.clone(),
             log_level: settings.guest_log_level,
             call_timeout: settings.request_timeout,
         })

@@ -257,11 +257,43 @@ impl Environment {
         pairs: impl IntoIterator<Item = (String, String)>,
         limits: &Limits,
     ) -> Result<Self, SettingError> {
-        let mut settings = Settings::defaults(limits);
-        let mut guest_env = Vec::new();
+        let mut env = Self {
+            settings: Settings::defaults(limits),
+            guest_env: Vec::new(),
+        };
+        env.apply(pairs, false)?;
+        Ok(env)
+    }
+
+    /// The environment of one route of an app: this (the container's), with
+    /// the route's `NAME=VALUE` entries over it: `WASMHTTP_*` ones as route
+    /// settings (only those the table marks `per_route`), the rest as the
+    /// component's variables, replacing the container's of the same name.
+    pub fn for_route<S: AsRef<str>>(&self, entries: &[S]) -> Result<Self, SettingError> {
+        let mut env = self.clone();
+        let pairs = entries.iter().map(|entry| {
+            let (name, value) = entry
+                .as_ref()
+                .split_once('=')
+                .unwrap_or((entry.as_ref(), ""));
+            (name.to_string(), value.to_string())
+        });
+        env.apply(pairs, true)?;
+        Ok(env)
+    }
+
+    fn apply(
+        &mut self,
+        pairs: impl IntoIterator<Item = (String, String)>,
+        route: bool,
+    ) -> Result<(), SettingError> {
+        let settings = &mut self.settings;
         for (name, value) in pairs {
             if !name.starts_with(PREFIX) {
-                guest_env.push((name, value));
+                if route {
+                    self.guest_env.retain(|(existing, _)| *existing != name);
+                }
+                self.guest_env.push((name, value));
                 continue;
             }
             let Some(setting) = table::find(&name) else {
@@ -275,7 +307,26 @@ impl Environment {
                     ),
                 });
             };
-            if let Err(detail) = (setting.apply)(&mut settings, value.trim()) {
+            if route && !setting.per_route {
+                let per_route: Vec<&str> = table::TABLE
+                    .iter()
+                    .filter(|s| s.per_route)
+                    .map(|s| s.name)
+                    .collect();
+                return Err(SettingError {
+                    variable: name,
+                    value: if setting.secret {
+                        "<redacted>".into()
+                    } else {
+                        value
+                    },
+                    accepted: format!(
+                        "a setting of the container, not of one route; a route may set {}",
+                        per_route.join(", ")
+                    ),
+                });
+            }
+            if let Err(detail) = (setting.apply)(settings, value.trim()) {
                 let accepted = match detail {
                     Some(detail) => format!("{} ({detail})", setting.accepted),
                     None => setting.accepted.to_string(),
@@ -301,10 +352,7 @@ impl Environment {
                     .into(),
             });
         }
-        Ok(Self {
-            settings,
-            guest_env,
-        })
+        Ok(())
     }
 }
 
@@ -315,6 +363,42 @@ mod tests {
 
     fn parse(entries: &[&str]) -> Result<Environment, SettingError> {
         Environment::from_entries(entries, &Limits::default())
+    }
+
+    #[test]
+    fn a_route_sets_its_own_limits_and_variables_over_the_containers() {
+        let container = parse(&["WASMHTTP_REQUEST_TIMEOUT=10s", "GREETING=hi", "LANG=C"]).unwrap();
+        let route = container
+            .for_route(&["WASMHTTP_REQUEST_TIMEOUT=2s", "GREETING=hello", "ROUTE=api"])
+            .unwrap();
+        assert_eq!(route.settings.request_timeout, Duration::from_secs(2));
+        assert_eq!(route.settings.listen, container.settings.listen);
+        assert_eq!(
+            route.guest_env,
+            vec![
+                ("LANG".into(), "C".into()),
+                ("GREETING".into(), "hello".into()),
+                ("ROUTE".into(), "api".into())
+            ]
+        );
+        let err = container.for_route(&["WASMHTTP_LISTEN=9000"]).unwrap_err();
+        assert!(err.to_string().contains("not of one route"), "{err}");
+        assert!(
+            err.to_string().contains("WASMHTTP_REQUEST_TIMEOUT"),
+            "{err}"
+        );
+        let err = container
+            .for_route(&["WASMHTTP_KEYVALUE_PASSWORD=hunter2"])
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = container
+            .for_route(&["WASMHTTP_REQUEST_TIMEOUT=never"])
+            .unwrap_err();
+        assert!(err.to_string().contains("\"never\""), "{err}");
+        let err = container
+            .for_route(&["WASMHTTP_MODE=cgi", "WASMHTTP_INSTANCE_REUSE=4"])
+            .unwrap_err();
+        assert_eq!(err.variable, "WASMHTTP_INSTANCE_REUSE");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Setting {
     /// Its value is never shown (an error says `<redacted>`): it may hold a
     /// credential.
     pub secret: bool,
+    /// A route of an app may set it for its component (in `app.toml`'s
+    /// `env`); the others are the container's alone.
+    pub per_route: bool,
     /// Sets the value on `Settings`; `Err` with more to say than `accepted`,
     /// or nothing.
     pub apply: fn(&mut Settings, &str) -> Result<(), Option<String>>,
@@ -49,8 +52,9 @@ impl Setting {
             Default::Value(value) if !value.is_empty() => format!("`{value}`{}", self.default_note),
             _ => self.default_note.to_string(),
         };
+        let per_route = if self.per_route { "yes" } else { "" };
         format!(
-            "| `{}` | {} | {default} | {} |",
+            "| `{}` | {} | {default} | {} | {per_route} |",
             self.name, self.accepted, self.example
         )
     }
@@ -81,6 +85,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`cgi`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.mode = match value {
                 "auto" | "" => Mode::Auto,
@@ -99,6 +104,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`127.0.0.1:9000`, `[::]:8080`, `8081`",
         secret: false,
+        per_route: false,
         apply: |settings, value| {
             settings.listen = parse_address(value).ok_or(None)?;
             Ok(())
@@ -111,6 +117,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`9091`, `off`",
         secret: false,
+        per_route: false,
         apply: |settings, value| {
             settings.admin_listen = match value {
                 "off" => None,
@@ -126,6 +133,7 @@ pub const TABLE: &[Setting] = &[
         default_note: " (under Kubernetes' 30 s grace period)",
         example: "`10s`",
         secret: false,
+        per_route: false,
         apply: |settings, value| {
             settings.drain_timeout = duration(value, true)?;
             Ok(())
@@ -138,6 +146,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`1500ms`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.request_timeout = duration(value, false)?;
             Ok(())
@@ -150,6 +159,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "half the container's memory limit; `4Gi` without one",
         example: "`64Mi`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.max_instance_memory = parse_size(value)
                 .filter(|size| (1 << 16..=WASM32_MEMORY).contains(size))
@@ -164,6 +174,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "64 per CPU of the container's CPU limit (at least 16), at most one per 2 MiB of its memory limit, at most 1000",
         example: "`32`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.max_concurrency = number(value, 1..=MAX_INSTANCES)?;
             Ok(())
@@ -176,6 +187,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`1Mi`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.max_body = parse_size(value).ok_or(None)?;
             Ok(())
@@ -188,6 +200,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`5s`",
         secret: false,
+        per_route: false,
         apply: |settings, value| {
             settings.header_timeout = duration(value, false)?;
             Ok(())
@@ -200,6 +213,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`5s`",
         secret: false,
+        per_route: false,
         apply: |settings, value| {
             settings.idle_timeout = duration(value, false)?;
             Ok(())
@@ -212,6 +226,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "empty: all outbound HTTP is denied",
         example: "`api.example.com,*.svc.cluster.local,10.0.0.5:8080`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.allowed_outbound_hosts = value
                 .split(',')
@@ -232,6 +247,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`1`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.allow_sockets = match value {
                 "1" | "true" => true,
@@ -248,6 +264,7 @@ pub const TABLE: &[Setting] = &[
         default_note: ": a fresh instance for every request",
         example: "`64`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.instance_reuse = number(value, 1..=MAX_INSTANCE_REUSE)?;
             Ok(())
@@ -260,6 +277,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`32`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.instance_concurrency = number(value, 1..=MAX_INSTANCES)?;
             Ok(())
@@ -272,6 +290,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`json`",
         secret: false,
+        per_route: false,
         apply: |settings, value| {
             settings.access_log = match value {
                 "off" | "" => AccessLog::Off,
@@ -288,6 +307,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "empty: no directory",
         example: "`/etc/app/config,/etc/app/secret`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.config_dirs = value
                 .split(',')
@@ -311,6 +331,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "empty: no variable",
         example: "`APP_`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             if value.starts_with(super::PREFIX) {
                 return Err(Some(format!(
@@ -329,6 +350,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`redis://redis.default.svc.cluster.local:6379`",
         secret: true,
+        per_route: false,
         apply: |settings, value| {
             settings.keyvalue = match value {
                 "off" => KeyvalueBackend::Off,
@@ -345,6 +367,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`default,sessions`",
         secret: false,
+        per_route: false,
         apply: |settings, value| {
             settings.keyvalue_buckets = value
                 .split(',')
@@ -371,6 +394,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`256Mi`",
         secret: false,
+        per_route: false,
         apply: |settings, value| {
             settings.keyvalue_memory_limit = parse_size(value).ok_or(None)?;
             Ok(())
@@ -383,6 +407,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "empty: no AUTH",
         example: "`s3cret` (from a Secret: `valueFrom.secretKeyRef`)",
         secret: true,
+        per_route: false,
         apply: |settings, value| {
             settings.keyvalue_password = (!value.is_empty()).then(|| Secret::new(value));
             Ok(())
@@ -395,6 +420,7 @@ pub const TABLE: &[Setting] = &[
         default_note: "",
         example: "`debug`",
         secret: false,
+        per_route: true,
         apply: |settings, value| {
             settings.guest_log_level = value.parse().map_err(|()| None)?;
             Ok(())
@@ -449,7 +475,7 @@ mod tests {
     #[test]
     fn the_readme_configuration_table_is_the_settings_table() {
         let readme = include_str!("../../../README.md");
-        let header = "| variable | accepted values | default | example |\n|---|---|---|---|\n";
+        let header = "| variable | accepted values | default | example | per route |\n|---|---|---|---|---|\n";
         let start = readme.find(header).expect("README's configuration table") + header.len();
         let rows = &readme[start..];
         let current = &rows[..rows.find("\n\n").unwrap_or(rows.len())];
