@@ -51,12 +51,16 @@ pub enum Rejection {
     BodyTooLarge,
     /// no Host header, or two: 400
     BadRequest,
+    /// no route of the app matches the path: 404
+    NoRoute,
 }
 
 #[derive(Default)]
 pub struct Metrics {
     /// status code -> responses; few distinct codes, so a small sorted list
     responses: Mutex<Vec<(u16, u64)>>,
+    /// (route, status) -> responses, for an app of several components
+    route_responses: Mutex<Vec<((String, u16), u64)>>,
     latency: Histogram,
     /// making a guest instance: a component's, a CGI program's
     instantiation: Histogram,
@@ -70,6 +74,7 @@ pub struct Metrics {
     rejected_overloaded: AtomicU64,
     rejected_body: AtomicU64,
     rejected_bad_request: AtomicU64,
+    rejected_no_route: AtomicU64,
     /// wasi:keyvalue calls (the platform's store counts into it)
     pub store_calls: std::sync::Arc<StoreCalls>,
 }
@@ -185,6 +190,16 @@ impl Metrics {
         }
     }
 
+    /// A response of the app's route `route` (besides [`Metrics::responded`]).
+    pub fn route_responded(&self, route: &str, status: u16) {
+        let mut responses = self.route_responses.lock().unwrap();
+        let key = (route, status);
+        match responses.binary_search_by(|((r, s), _)| (r.as_str(), *s).cmp(&key)) {
+            Ok(i) => responses[i].1 += 1,
+            Err(i) => responses.insert(i, ((route.to_string(), status), 1)),
+        }
+    }
+
     pub fn instantiated(&self, took: Duration) {
         self.instantiation.observe(took);
     }
@@ -212,6 +227,7 @@ impl Metrics {
             Rejection::Overloaded => &self.rejected_overloaded,
             Rejection::BodyTooLarge => &self.rejected_body,
             Rejection::BadRequest => &self.rejected_bad_request,
+            Rejection::NoRoute => &self.rejected_no_route,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -226,6 +242,18 @@ impl Metrics {
                 "wasmhttp_requests_total{{status=\"{status}\"}} {count}"
             );
         }
+        let routes = self.route_responses.lock().unwrap();
+        if !routes.is_empty() {
+            out.push_str("# HELP wasmhttp_route_requests_total Responses sent by each route of the app, by HTTP status.\n");
+            out.push_str("# TYPE wasmhttp_route_requests_total counter\n");
+            for ((route, status), count) in routes.iter() {
+                let _ = writeln!(
+                    out,
+                    "wasmhttp_route_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+                );
+            }
+        }
+        drop(routes);
         self.latency.render(
             &mut out,
             "wasmhttp_request_duration_seconds",
@@ -285,6 +313,7 @@ impl Metrics {
             ("overloaded", &self.rejected_overloaded),
             ("body_too_large", &self.rejected_body),
             ("bad_request", &self.rejected_bad_request),
+            ("no_route", &self.rejected_no_route),
         ] {
             let _ = writeln!(
                 out,
@@ -308,6 +337,10 @@ mod tests {
         metrics.responded(200, Duration::from_millis(30));
         metrics.responded(504, Duration::from_secs(2));
         metrics.rejected(Rejection::Overloaded);
+        metrics.route_responded("api", 200);
+        metrics.route_responded("api", 200);
+        metrics.route_responded("front", 404);
+        metrics.route_responded("api", 500);
         let _request = metrics.start();
         let text = metrics.render();
         for line in [
@@ -319,6 +352,10 @@ mod tests {
             "wasmhttp_request_duration_seconds_count 3",
             "wasmhttp_requests_in_flight 1",
             "wasmhttp_rejections_total{reason=\"overloaded\"} 1",
+            "wasmhttp_rejections_total{reason=\"no_route\"} 0",
+            "wasmhttp_route_requests_total{route=\"api\",status=\"200\"} 2",
+            "wasmhttp_route_requests_total{route=\"api\",status=\"500\"} 1",
+            "wasmhttp_route_requests_total{route=\"front\",status=\"404\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

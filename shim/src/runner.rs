@@ -7,13 +7,14 @@ use std::time::Instant;
 use crate::engine::{self, Code};
 use crate::guest::{GuestConfig, Volume};
 use crate::http::admin;
-use crate::http::{HttpServer, ServerState};
+use crate::http::{HttpServer, Served, ServerState};
 use crate::platform::Platform;
 use crate::platform::config::ConfigSource;
 use crate::program;
+use crate::routes::{self, Route, RouteTable};
 use crate::settings::{Environment, Settings};
 use crate::world::{self, Plan, World};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -34,32 +35,48 @@ pub enum ComponentCode {
     },
 }
 
-/// Everything needed to start a guest, checked before anything runs.
+/// Everything needed to start a container's program, checked before
+/// anything runs: one component, or an app of several under routes.
 pub struct Prepared {
+    /// The container's environment: the listeners' settings, and each
+    /// part's unless its route sets its own.
+    pub env: Environment,
+    /// What to serve (or run): one part, or one per route in the table's order.
+    pub parts: Vec<Part>,
+    /// The app's routes; `None`: the one part answers every path.
+    pub routes: Option<RouteTable>,
+    /// The container's volumes; those that turn out not to be directories
+    /// (file mounts) are skipped with a note.
+    pub volumes: Vec<Volume>,
+}
+
+/// One component and how it is run.
+pub struct Part {
     pub world: World,
     /// How WASMHTTP_MODE says to run it.
     pub plan: Plan,
     pub code: ComponentCode,
+    /// Its environment: the container's, with its route's entries over it.
     pub env: Environment,
     /// The guest's arguments, program name first.
     pub args: Vec<String>,
-    /// Directories to map into the guest; those that turn out not to be
-    /// directories (file mounts) are skipped with a note.
-    pub volumes: Vec<Volume>,
+    /// Which of the container's volumes it sees (by guest path); `None`: all.
+    pub volumes: Option<Vec<String>>,
 }
 
-impl Prepared {
+impl Part {
     /// Checks that WASMHTTP_MODE can run a program of `world`, that the
-    /// configuration directories are there, and, when the
-    /// precompile cache knows the program's footprint, that the settings
-    /// leave its instances room (so a container that could not serve fails
-    /// its start, with the reason, rather than exiting once started).
-    pub fn new(
+    /// configuration directories are there, and, when the precompile cache
+    /// knows the program's footprint, that the settings leave its instances
+    /// room (so a container that could not serve fails its start, with the
+    /// reason, rather than exiting once started). `pools` is how many
+    /// components share the process.
+    fn new(
         world: World,
         code: ComponentCode,
         env: Environment,
         args: Vec<String>,
-        volumes: Vec<Volume>,
+        pools: u32,
     ) -> Result<Self> {
         let plan = world::plan(env.settings.mode, world)?;
         // a misspelt mount would otherwise look like an empty configuration
@@ -70,10 +87,11 @@ impl Prepared {
         } = &code
         {
             let settings = &env.settings;
-            engine::Pool::sized(
+            engine::Pool::sized_sharing(
                 *footprint,
                 settings.max_concurrency,
                 settings.max_instance_memory,
+                pools,
             )?;
         }
         Ok(Self {
@@ -82,69 +100,177 @@ impl Prepared {
             code,
             env,
             args,
+            volumes: None,
+        })
+    }
+}
+
+/// Where an app's component is, for [`Prepared::app`]: its world, code and
+/// the name it runs under (its path in the image).
+pub type Located = (World, ComponentCode, String);
+
+impl Prepared {
+    /// One component for every path (or a command to run once).
+    pub fn new(
+        world: World,
+        code: ComponentCode,
+        env: Environment,
+        args: Vec<String>,
+        volumes: Vec<Volume>,
+    ) -> Result<Self> {
+        let part = Part::new(world, code, env.clone(), args, 1)?;
+        Ok(Self {
+            env,
+            parts: vec![part],
+            routes: None,
+            volumes,
+        })
+    }
+
+    /// An app: each route's component, found by `locate`, checked with its
+    /// route's settings; every error names the route.
+    pub fn app(
+        routes: RouteTable,
+        env: Environment,
+        volumes: Vec<Volume>,
+        mut locate: impl FnMut(&Route) -> Result<Located>,
+    ) -> Result<Self> {
+        let pools = routes.routes.len() as u32;
+        let mut parts = Vec::with_capacity(routes.routes.len());
+        for route in &routes.routes {
+            let part = (|| {
+                let (world, code, arg0) = locate(route)?;
+                let (route_env, _) = routes::plan_route(route, &env, world)?;
+                if let Some(wanted) = &route.volumes {
+                    for guest in wanted {
+                        if !volumes.iter().any(|volume| volume.guest == *guest) {
+                            let have: Vec<&str> =
+                                volumes.iter().map(|v| v.guest.as_str()).collect();
+                            bail!(
+                                "volume {guest:?} is not one of the container's ({})",
+                                if have.is_empty() {
+                                    "it has none".into()
+                                } else {
+                                    have.join(", ")
+                                }
+                            );
+                        }
+                    }
+                }
+                let mut args = vec![arg0];
+                args.extend(route.args.iter().cloned());
+                let mut part = Part::new(world, code, route_env, args, pools)?;
+                part.volumes = route.volumes.clone();
+                Ok(part)
+            })()
+            .with_context(|| route.describe())?;
+            parts.push(part);
+        }
+        Ok(Self {
+            env,
+            parts,
+            routes: Some(routes),
             volumes,
         })
     }
 }
 
-/// Loads the program and runs it: an HTTP handler or a CGI program is
+/// Loads the program and runs it: HTTP handlers and CGI programs are
 /// served until SIGTERM or SIGINT (exit code 0); a command runs to
 /// completion (its exit code).
 pub async fn run(prepared: Prepared) -> Result<i32> {
     let Prepared {
-        world,
-        plan,
-        code,
         env,
-        args,
+        parts,
+        routes,
         volumes,
     } = prepared;
     let settings = env.settings;
     let mut stops = stop_signals()?;
     let state = Arc::new(ServerState::default());
+    let serves_http = parts.iter().all(|part| part.plan != Plan::Command);
     // The admin endpoints come first: /healthz answers (and /readyz says
     // "starting") while a large component is still being compiled.
-    if let (Plan::Proxy | Plan::Service | Plan::Cgi, Some(addr)) = (plan, settings.admin_listen) {
+    if let (true, Some(addr)) = (serves_http, settings.admin_listen) {
         let bound = admin::start(addr, state.clone(), settings.idle_limits()).await?;
         eprintln!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
     }
-    let started = Instant::now();
-    let (code, pool) = load_for_serving(code, &settings)?;
-    engine::release_freed_memory();
-    eprintln!(
-        "wasmhttp: {world} loaded in {:.1} ms; {pool}",
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    let platform = Platform::new(&settings, &env.guest_env, state.metrics.store_calls.clone())?;
-    eprintln!("wasmhttp: {}", platform.describe());
-    let guest = GuestConfig {
-        platform: Arc::new(platform),
-        env: env.guest_env,
-        args,
-        max_memory: settings.max_instance_memory,
-        outbound: Arc::new(settings.allowed_outbound_hosts.clone()),
-        volumes: usable_volumes(volumes),
-        sockets: settings.allow_sockets,
-    };
-
-    match plan {
-        Plan::Proxy | Plan::Service | Plan::Cgi => {
-            let server = HttpServer::bind(&code, plan, guest, &settings, state).await?;
-            let what = if plan == Plan::Cgi {
-                " (CGI: one run of the program per request)"
-            } else {
-                ""
-            };
-            eprintln!("wasmhttp: serving HTTP on {}{what}", server.local_addr());
-            server.run(&mut stops).await?;
-            eprintln!("wasmhttp: stopped");
-            Ok(0)
+    let volumes = usable_volumes(volumes);
+    // the container's services; an app's routes share its store
+    let mut container_platform = Some(Platform::new(
+        &settings,
+        &env.guest_env,
+        state.metrics.store_calls.clone(),
+    )?);
+    let pools = parts.len() as u32;
+    let mut served = Vec::with_capacity(parts.len());
+    for (index, part) in parts.into_iter().enumerate() {
+        let route = routes.as_ref().map(|table| &table.routes[index]);
+        let named = route.map_or(String::new(), |route| format!("{}: ", route.describe()));
+        let started = Instant::now();
+        let (code, pool) = load_for_serving(part.code, &part.env.settings, pools)
+            .with_context(|| named.trim_end_matches(": ").to_string())?;
+        engine::release_freed_memory();
+        eprintln!(
+            "wasmhttp: {named}{} loaded in {:.1} ms; {pool}",
+            part.world,
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        let platform = match (route, container_platform.as_ref()) {
+            (Some(_), Some(shared)) => shared.for_route(&part.env.settings, &part.env.guest_env)?,
+            _ => container_platform
+                .take()
+                .context("one component without routes has the container's services")?,
+        };
+        if route.is_none() || index == 0 {
+            eprintln!("wasmhttp: {named}{}", platform.describe());
         }
-        Plan::Command => tokio::select! {
-            code = program::run_once(&code, &guest) => code,
-            Some(signal) = stops.recv() => Ok(128 + signal),
-        },
+        let part_settings = part.env.settings;
+        let guest = GuestConfig {
+            platform: Arc::new(platform),
+            env: part.env.guest_env,
+            args: part.args,
+            max_memory: part_settings.max_instance_memory,
+            outbound: Arc::new(part_settings.allowed_outbound_hosts.clone()),
+            volumes: volumes
+                .iter()
+                .filter(|volume| {
+                    part.volumes
+                        .as_ref()
+                        .is_none_or(|wanted| wanted.contains(&volume.guest))
+                })
+                .cloned()
+                .collect(),
+            sockets: part_settings.allow_sockets,
+        };
+        served.push(Served {
+            route: route.cloned(),
+            code,
+            plan: part.plan,
+            guest,
+            settings: part_settings,
+        });
     }
+    drop(container_platform);
+
+    if !serves_http {
+        let part = served.pop().expect("a command is one part");
+        return tokio::select! {
+            code = program::run_once(&part.code, &part.guest) => code,
+            Some(signal) = stops.recv() => Ok(128 + signal),
+        };
+    }
+    let cgi_only = served.iter().all(|part| part.plan == Plan::Cgi);
+    let server = HttpServer::bind(served, routes, &settings, state).await?;
+    let what = if cgi_only {
+        " (CGI: one run of the program per request)"
+    } else {
+        ""
+    };
+    eprintln!("wasmhttp: serving HTTP on {}{what}", server.local_addr());
+    server.run(&mut stops).await?;
+    eprintln!("wasmhttp: stopped");
+    Ok(0)
 }
 
 /// Volumes that are directories; WASI maps only directories, so a file
@@ -174,12 +300,17 @@ fn usable_volumes(volumes: Vec<Volume>) -> Vec<Volume> {
 /// the pool is sized first and the program loaded once; otherwise it is
 /// loaded first into an engine with room for any program, and its machine
 /// code then moved into the sized one (the code is the same).
-fn load_for_serving(code: ComponentCode, settings: &Settings) -> Result<(Code, engine::Pool)> {
+fn load_for_serving(
+    code: ComponentCode,
+    settings: &Settings,
+    pools: u32,
+) -> Result<(Code, engine::Pool)> {
     let sized = |footprint| {
-        let pool = engine::Pool::sized(
+        let pool = engine::Pool::sized_sharing(
             footprint,
             settings.max_concurrency,
             settings.max_instance_memory,
+            pools,
         )?;
         let serving = engine::new_engine_with(pool)?;
         engine::start_epoch_ticker(&serving);

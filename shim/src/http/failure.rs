@@ -20,6 +20,8 @@ pub enum Failure {
     BadRequest { reason: String, close: bool },
     /// The body exceeds WASMHTTP_MAX_BODY (413).
     BodyTooLarge,
+    /// No route of the app matches the path (404).
+    NoRoute,
     /// No room for the request now (503 with Retry-After); `detail` goes to
     /// the log when there is more to say than `why`.
     Overloaded {
@@ -69,6 +71,7 @@ impl Failure {
         match self {
             Failure::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Failure::NoRoute => StatusCode::NOT_FOUND,
             Failure::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -81,6 +84,7 @@ impl Failure {
         match self {
             Failure::BadRequest { .. } => metrics.rejected(Rejection::BadRequest),
             Failure::BodyTooLarge => metrics.rejected(Rejection::BodyTooLarge),
+            Failure::NoRoute => metrics.rejected(Rejection::NoRoute),
             Failure::Overloaded { .. } => metrics.rejected(Rejection::Overloaded),
             Failure::TimedOut => metrics.timed_out(),
             Failure::Trapped(_) => metrics.trapped(),
@@ -92,7 +96,7 @@ impl Failure {
     /// the client's and said in the response.
     fn log_line(&self, request: &RequestLine, settings: &Settings) -> Option<String> {
         match self {
-            Failure::BadRequest { .. } | Failure::BodyTooLarge => None,
+            Failure::BadRequest { .. } | Failure::BodyTooLarge | Failure::NoRoute => None,
             Failure::Overloaded { detail, .. } => detail
                 .as_ref()
                 .map(|detail| format!("wasmhttp: {request}: shed with 503: {detail}")),
@@ -124,6 +128,7 @@ impl Failure {
                 "413 Payload Too Large: the body exceeds WASMHTTP_MAX_BODY={} bytes\n",
                 settings.max_body
             ),
+            Failure::NoRoute => "404 Not Found: no route of this app matches the path\n".into(),
             Failure::Overloaded { why, .. } => {
                 format!("503 Service Unavailable: {why}; retry\n")
             }
@@ -168,6 +173,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::BadRequest { reason, .. } => f.write_str(reason),
             Failure::BodyTooLarge => f.write_str("the body exceeds WASMHTTP_MAX_BODY"),
+            Failure::NoRoute => f.write_str("no route matches the path"),
             Failure::Overloaded { why, .. } => f.write_str(why),
             Failure::TimedOut => fmt::Display::fmt(&TimedOut, f),
             Failure::BadGateway(why) => f.write_str(why),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -29,11 +30,12 @@ use crate::app::{self, App};
 use crate::engine::Code;
 use crate::guest::GuestConfig;
 use crate::metrics::Metrics;
+use crate::routes::{self, Route, RouteTable};
 use crate::settings::{AccessLog, Settings};
 use crate::world::Plan;
 use admission::Admission;
 use connection::{ConnectionUse, TrackedBody, serve_until_idle};
-use failure::RequestLine;
+use failure::{Failure, RequestLine};
 
 pub mod admin;
 pub mod admission;
@@ -74,21 +76,44 @@ pub struct HttpServer {
     handler: Arc<Handler>,
 }
 
+/// A loaded component and how to serve it: what [`HttpServer::bind`] links.
+pub struct Served {
+    /// Its route in an app; `None`: it answers every path.
+    pub route: Option<Route>,
+    pub code: Code,
+    pub plan: Plan,
+    pub guest: GuestConfig,
+    /// Its settings: the container's, with its route's over them.
+    pub settings: Settings,
+}
+
 struct Handler {
-    app: Arc<dyn App>,
-    admission: Admission,
+    /// The app's routes; `None`: `targets` has one, for every path.
+    routes: Option<RouteTable>,
+    /// One per route, in the table's order.
+    targets: Vec<Target>,
+    /// The container's (the listener's and the connections').
     settings: Settings,
     state: Arc<ServerState>,
 }
 
+/// Where a routed request goes: its component, and the limits it is
+/// admitted under.
+struct Target {
+    /// The route's name, for metrics and the access log.
+    name: Option<String>,
+    app: Arc<dyn App>,
+    admission: Admission,
+    settings: Settings,
+}
+
 impl HttpServer {
-    /// Binds the listener and links the program (as `plan` says: an HTTP
-    /// handler, or a CGI program); both can fail with a reason worth showing
-    /// as the container's start error.
+    /// Binds the listener and links each program (as its `plan` says: an
+    /// HTTP handler, or a CGI program); both can fail with a reason worth
+    /// showing as the container's start error.
     pub async fn bind(
-        code: &Code,
-        plan: Plan,
-        guest: GuestConfig,
+        served: Vec<Served>,
+        routes: Option<RouteTable>,
         settings: &Settings,
         state: Arc<ServerState>,
     ) -> Result<Self> {
@@ -97,16 +122,33 @@ impl HttpServer {
             format!("cannot listen on {listen} (set WASMHTTP_LISTEN to choose another address)")
         })?;
         let local = listener.local_addr()?;
-        let app = app::for_plan(code, plan, guest, settings, state.clone(), local)?;
+        let mut targets = Vec::with_capacity(served.len());
+        for part in served {
+            let app = app::for_plan(
+                &part.code,
+                part.plan,
+                part.guest,
+                &part.settings,
+                state.clone(),
+                local,
+            )
+            .with_context(|| part.route.as_ref().map_or(String::new(), Route::describe))?;
+            targets.push(Target {
+                name: part.route.map(|route| route.name),
+                app,
+                admission: Admission::new(
+                    part.settings.max_concurrency,
+                    part.settings.max_body,
+                    part.settings.request_timeout,
+                ),
+                settings: part.settings,
+            });
+        }
         Ok(Self {
             listener,
             handler: Arc::new(Handler {
-                app,
-                admission: Admission::new(
-                    settings.max_concurrency,
-                    settings.max_body,
-                    settings.request_timeout,
-                ),
+                routes,
+                targets,
                 settings: settings.clone(),
                 state,
             }),
@@ -192,7 +234,8 @@ impl HttpServer {
 }
 
 impl Handler {
-    /// One request: served, or answered with its failure; counted, logged.
+    /// One request: routed, served or answered with its failure; counted,
+    /// logged.
     async fn handle(
         &self,
         req: Request<Incoming>,
@@ -200,29 +243,88 @@ impl Handler {
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
-        let response = match self.serve(req, peer).await {
+        let (target, answer) = match self.route(req) {
+            Ok((target, req)) => (Some(target), self.serve(target, req, peer).await),
+            Err(failure) => (None, Err(failure)),
+        };
+        let response = match answer {
             Ok(response) => response,
             Err(failure) => {
                 let request = RequestLine {
                     method: &method,
                     uri: &uri,
                 };
-                failure.respond(&request, &self.settings, &self.state.metrics)
+                let settings = target.map_or(&self.settings, |target| &target.settings);
+                failure.respond(&request, settings, &self.state.metrics)
             }
         };
         let status = response.status().as_u16();
         let took = started.elapsed();
+        let route = target.and_then(|target| target.name.as_deref());
         self.state.metrics.responded(status, took);
+        if let Some(route) = route {
+            self.state.metrics.route_responded(route, status);
+        }
         if self.settings.access_log == AccessLog::Json {
-            access_log(peer, &method, &uri, version, status, took);
+            access_log(peer, &method, &uri, version, status, took, route);
         }
         response
     }
 
-    async fn serve(&self, req: Request<Incoming>, peer: SocketAddr) -> app::Head {
-        let call = self.admission.admit(&req, peer)?;
+    /// The target of a request: the one component, or the route its path
+    /// matches (404 if none does), with the route in its headers for the
+    /// component and in its extensions for a CGI program's SCRIPT_NAME.
+    fn route(&self, mut req: Request<Incoming>) -> Result<(&Target, Request<Incoming>), Failure> {
+        let Some(table) = &self.routes else {
+            return Ok((&self.targets[0], req));
+        };
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .or_else(|| req.uri().authority().map(|authority| authority.as_str()));
+        if let Some(host) = host.filter(|host| routes::internal_host(host).is_some()) {
+            return Err(Failure::BadRequest {
+                reason: format!(
+                    "{host} is a name inside this app (*.{}), for its own components' calls; \
+                     it is not reachable from outside",
+                    routes::INTERNAL_DOMAIN
+                ),
+                close: false,
+            });
+        }
+        let matched = table
+            .find(req.uri().path())
+            .map_err(|bad| Failure::BadRequest {
+                reason: bad.to_string(),
+                close: false,
+            })?
+            .ok_or(Failure::NoRoute)?;
+        let target = &self.targets[matched.index];
+        let headers = req.headers_mut();
+        for (name, value) in [
+            (
+                routes::ROUTE_NAME_HEADER,
+                target.name.as_deref().unwrap_or_default(),
+            ),
+            (routes::ROUTE_BASE_HEADER, matched.base.as_str()),
+            (routes::PATH_INFO_HEADER, matched.rest.as_str()),
+        ] {
+            // a client's own copy would pass for the host's
+            headers.remove(name);
+            // path bytes and route names are visible ASCII
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.insert(name, value);
+            }
+        }
+        req.extensions_mut().insert(matched);
+        Ok((target, req))
+    }
+
+    async fn serve(&self, target: &Target, req: Request<Incoming>, peer: SocketAddr) -> app::Head {
+        let call = target.admission.admit(&req, peer)?;
         let _in_flight = self.state.metrics.start();
-        self.app.call(req, call).await
+        target.app.call(req, call).await
     }
 }
 
@@ -233,12 +335,13 @@ fn access_log(
     version: hyper::Version,
     status: u16,
     took: Duration,
+    route: Option<&str>,
 ) {
     let time = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "time": time,
         "remote": peer.to_string(),
         "method": method.as_str(),
@@ -247,5 +350,8 @@ fn access_log(
         "status": status,
         "duration_ms": took.as_secs_f64() * 1e3,
     });
+    if let Some(route) = route {
+        line["route"] = route.into();
+    }
     eprintln!("{line}");
 }

@@ -2,9 +2,12 @@
 
 use std::net::SocketAddr;
 
+use crate::routes::Matched;
+
 /// RFC 3875 §4.1 plus the widely used REQUEST_URI and REQUEST_SCHEME. The
-/// script is the whole URL space: SCRIPT_NAME is empty and PATH_INFO is the
-/// decoded path. Each header becomes `HTTP_NAME` (repeated ones joined with
+/// script is the whole URL space (SCRIPT_NAME empty, PATH_INFO the decoded
+/// path), or, under a route of an app (the request's [`Matched`] extension),
+/// the route: SCRIPT_NAME is its decoded base and PATH_INFO the rest. Each header becomes `HTTP_NAME` (repeated ones joined with
 /// ", ") except Content-Type and Content-Length, which have their own
 /// variables, Proxy, whose HTTP_PROXY would redirect the program's outbound
 /// traffic ("httpoxy"), and names with `_`, which could pass for others.
@@ -15,7 +18,10 @@ pub fn meta_variables(
     local: SocketAddr,
 ) -> Result<Vec<(String, String)>, String> {
     let uri = &parts.uri;
-    let path = percent_decode(uri.path())?;
+    let (script_name, path) = match parts.extensions.get::<Matched>() {
+        Some(route) => (percent_decode(&route.base)?, percent_decode(&route.rest)?),
+        None => (String::new(), percent_decode(uri.path())?),
+    };
     let host = parts
         .headers
         .get(hyper::header::HOST)
@@ -46,7 +52,7 @@ pub fn meta_variables(
             "REQUEST_URI".into(),
             uri.path_and_query().map_or("/", |pq| pq.as_str()).into(),
         ),
-        ("SCRIPT_NAME".into(), String::new()),
+        ("SCRIPT_NAME".into(), script_name),
         ("PATH_INFO".into(), path),
         (
             "QUERY_STRING".into(),
@@ -210,6 +216,20 @@ mod tests {
         assert_eq!(get(&env, "HTTP_CONTENT_TYPE"), None);
         assert_eq!(get(&env, "HTTP_PROXY"), None, "httpoxy");
         assert_eq!(get(&env, "HTTP_X_FORWARDED_FOR"), None);
+    }
+
+    #[test]
+    fn under_a_route_script_name_is_the_route_and_path_info_the_rest() {
+        let mut parts = request("/cgi%2Dbin/env/a%20b?q=1", &[("host", "x")]);
+        parts.extensions.insert(Matched {
+            index: 2,
+            base: "/cgi%2Dbin".into(),
+            rest: "/env/a%20b".into(),
+        });
+        let env = vars(&parts, 0);
+        assert_eq!(get(&env, "SCRIPT_NAME"), Some("/cgi-bin"));
+        assert_eq!(get(&env, "PATH_INFO"), Some("/env/a b"));
+        assert_eq!(get(&env, "REQUEST_URI"), Some("/cgi%2Dbin/env/a%20b?q=1"));
     }
 
     #[test]
