@@ -22,6 +22,7 @@ use wasmtime::Engine;
 use crate::engine;
 use crate::guest::Volume;
 use crate::precompile::{self, Bundle, RAW_WASM_LAYERS};
+use crate::routes::RouteTable;
 use crate::runner::{self, ComponentCode, Prepared};
 use crate::settings::{Environment, Limits};
 use crate::world::{self, World};
@@ -142,6 +143,12 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
         .map(|arg0| arg0.split('#').next().unwrap_or_default())
         .filter(|p| !p.is_empty());
     let entrypoint_path = entrypoint.map(absolute_in_container);
+    if let Some(manifest) = entrypoint_path
+        .as_deref()
+        .filter(|path| is_app_manifest(path))
+    {
+        return prepare_app(ctx, manifest, env);
+    }
 
     let from_layers = match ctx.entrypoint().source {
         Source::Oci(layers) => component_from_layers(layers, entrypoint_path.as_deref())?,
@@ -161,6 +168,74 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
         }
     };
     Prepared::new(world, code, env, args, volumes_of(ctx.spec()))
+}
+
+/// An entrypoint naming a TOML file is an app's manifest (`wasmhttp image`
+/// writes `/app.toml`).
+fn is_app_manifest(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "toml")
+}
+
+/// An app: the manifest from the container's filesystem, each route's
+/// component from the precompiled layer (by its path in the rootfs) or,
+/// failing that, from the file, all checked with the container's settings.
+fn prepare_app(ctx: &impl RuntimeContext, manifest: &Path, env: Environment) -> Result<Prepared> {
+    let text = std::fs::read_to_string(manifest).with_context(|| {
+        format!(
+            "cannot read the app manifest {} in the container's filesystem (the image must contain it)",
+            manifest.display()
+        )
+    })?;
+    let table = RouteTable::parse(&text).with_context(|| format!("{}", manifest.display()))?;
+    let base = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let layers = match ctx.entrypoint().source {
+        Source::Oci(layers) => layers,
+        Source::File(_) => &[],
+    };
+    Prepared::app(table, env, volumes_of(ctx.spec()), |route| {
+        let path = base.join(&route.component);
+        let (world, code) = match precompiled_at(layers, &path)? {
+            Some(found) => found,
+            None => {
+                let wasm = read_component_file(&path)?;
+                let world = world::detect(&wasm)
+                    .with_context(|| format!("{} is not runnable", path.display()))?;
+                (world, ComponentCode::Wasm(wasm))
+            }
+        };
+        Ok((world, code, path.display().to_string()))
+    })
+}
+
+/// The component at `path` in the rootfs, from the precompiled layers.
+fn precompiled_at(layers: &[WasmLayer], path: &Path) -> Result<Option<(World, ComponentCode)>> {
+    let wanted = precompile::rootfs_path(&path.to_string_lossy());
+    for layer in layers {
+        if !(layer.precompiled && Bundle::is_bundle(&layer.layer)) {
+            continue;
+        }
+        let bundle = Bundle::decode(&layer.layer)?;
+        let cache_key = bundle.cache_key;
+        if let Some(entry) = bundle
+            .entries
+            .into_iter()
+            .find(|entry| entry.path.as_ref() == Some(&wanted))
+        {
+            let path = path.to_path_buf();
+            let fallback = Box::new(move || read_component_file(&path))
+                as Box<dyn FnOnce() -> Result<Vec<u8>> + Send>;
+            return Ok(Some((
+                entry.world,
+                ComponentCode::Precompiled {
+                    artifact: entry.artifact,
+                    cache_key,
+                    footprint: entry.footprint,
+                    fallback: Some(fallback),
+                },
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// The container's volumes: the spec's mounts minus the ones every Linux

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use wasmhttp::guest::Volume;
 use wasmhttp::runner::{self, ComponentCode, Prepared};
 use wasmhttp::settings::{Environment, Limits, PREFIX};
-use wasmhttp::{image, world};
+use wasmhttp::{image, routes, world};
 
 #[derive(Parser)]
 #[command(
@@ -34,8 +34,12 @@ enum Command {
     /// would from the container's; the guest sees only the --env variables, as it would
     /// see only the container's.
     Serve {
-        /// The component (.wasm).
-        component: PathBuf,
+        /// The component (.wasm), or an app's manifest (app.toml).
+        component: Option<PathBuf>,
+        /// An app's route instead of a manifest (repeatable):
+        /// PATH=COMPONENT[,name=NAME][,env=NAME=VALUE][,arg=ARG].
+        #[arg(long = "route", value_name = "PATH=COMPONENT[,...]")]
+        routes: Vec<String>,
         /// Listen address; overrides WASMHTTP_LISTEN.
         #[arg(long)]
         listen: Option<String>,
@@ -51,8 +55,12 @@ enum Command {
     },
     /// Package a component as an OCI image archive (for `ctr images import`).
     Image {
-        /// The component (.wasm).
-        component: PathBuf,
+        /// The component (.wasm), or an app's manifest (app.toml).
+        component: Option<PathBuf>,
+        /// An app's route instead of a manifest (repeatable):
+        /// PATH=COMPONENT[,name=NAME][,env=NAME=VALUE][,arg=ARG].
+        #[arg(long = "route", value_name = "PATH=COMPONENT[,...]")]
+        routes: Vec<String>,
         /// Image reference, e.g. hello:1.0 or ghcr.io/acme/hello:1.0.
         #[arg(long)]
         name: String,
@@ -89,19 +97,44 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve {
             component,
+            routes,
             listen,
             env,
             volumes,
             args,
-        } => serve(component, listen, env, volumes, args),
+        } => serve(What::of(component, &routes)?, listen, env, volumes, args),
         Command::Image {
             component,
+            routes,
             name,
             output,
             artifact,
             author,
             annotations,
         } => {
+            let component = match What::of(component, &routes)? {
+                What::Component(component) => component,
+                What::App(app) => {
+                    anyhow::ensure!(
+                        !artifact,
+                        "--artifact: an app is written in the image layout with a tar layer \
+                         (the artifact layout of an app is not there yet)"
+                    );
+                    let summary =
+                        write_whole(&output, |out| image::write_app_image(&app, &name, out))?;
+                    for (route, world) in &summary.routes {
+                        eprintln!("wasmhttp: {route}: {world}");
+                    }
+                    eprintln!(
+                        "wasmhttp: wrote {} (an app of {} routes, {}) to {}",
+                        summary.reference,
+                        summary.routes.len(),
+                        summary.manifest_digest,
+                        output.display()
+                    );
+                    return Ok(0);
+                }
+            };
             let wasm = read(&component)?;
             let summary = if artifact {
                 let metadata = image::ArtifactMetadata {
@@ -187,8 +220,57 @@ fn write_whole<T>(
     written
 }
 
+/// What `serve` and `image` were given: one component, or an app (a
+/// manifest, or `--route` flags).
+enum What {
+    Component(PathBuf),
+    App(image::AppComponents),
+}
+
+impl What {
+    fn of(file: Option<PathBuf>, route_flags: &[String]) -> Result<Self> {
+        let (table, base) = match (file, route_flags.is_empty()) {
+            (Some(_), false) => anyhow::bail!(
+                "give a component, a manifest or --route flags, not both a file and --route"
+            ),
+            (None, true) => {
+                anyhow::bail!(
+                    "give a component (.wasm), an app manifest (app.toml) or --route flags"
+                )
+            }
+            (None, false) => {
+                let entries = route_flags
+                    .iter()
+                    .map(|flag| routes::route_flag(flag))
+                    .collect::<Result<Vec<_>>>()?;
+                let table =
+                    routes::RouteTable::from_manifest(routes::Manifest { routes: entries })?;
+                (table, PathBuf::from("."))
+            }
+            (Some(file), true) => {
+                let bytes = read(&file)?;
+                if bytes.starts_with(b"\0asm") {
+                    return Ok(Self::Component(file));
+                }
+                let text = String::from_utf8(bytes).with_context(|| {
+                    format!(
+                        "{} is neither a component (.wasm) nor an app manifest",
+                        file.display()
+                    )
+                })?;
+                let table = routes::RouteTable::parse(&text)
+                    .with_context(|| format!("{}", file.display()))?;
+                let base = file.parent().map(PathBuf::from).unwrap_or_default();
+                (table, base)
+            }
+        };
+        let app = image::AppComponents::load(table, |component| read(&base.join(component)))?;
+        Ok(Self::App(app))
+    }
+}
+
 fn serve(
-    component: PathBuf,
+    what: What,
     listen: Option<String>,
     guest_env: Vec<String>,
     volumes: Vec<Volume>,
@@ -214,13 +296,35 @@ fn serve(
     // no container here: defaults do not follow any resource limits
     let env = Environment::from_entries(&entries, &Limits::default())?;
 
-    let wasm = read(&component)?;
-    let world =
-        world::detect(&wasm).with_context(|| format!("{} is not runnable", component.display()))?;
-    let mut args = vec![component.display().to_string()];
-    args.extend(guest_args);
-    let prepared = Prepared::new(world, ComponentCode::Wasm(wasm), env, args, volumes)
-        .with_context(|| format!("{} cannot run", component.display()))?;
+    let prepared = match what {
+        What::Component(component) => {
+            let wasm = read(&component)?;
+            let world = world::detect(&wasm)
+                .with_context(|| format!("{} is not runnable", component.display()))?;
+            let mut args = vec![component.display().to_string()];
+            args.extend(guest_args);
+            Prepared::new(world, ComponentCode::Wasm(wasm), env, args, volumes)
+                .with_context(|| format!("{} cannot run", component.display()))?
+        }
+        What::App(app) => {
+            anyhow::ensure!(
+                guest_args.is_empty(),
+                "arguments after `--` are for one component; an app's are per route (`args` in its manifest)"
+            );
+            let image::AppComponents {
+                table,
+                mut wasm,
+                worlds,
+            } = app;
+            let mut index = 0;
+            Prepared::app(table, env, volumes, |route| {
+                let code = ComponentCode::Wasm(std::mem::take(&mut wasm[index]));
+                let world = worlds[index];
+                index += 1;
+                Ok((world, code, route.component.clone()))
+            })?
+        }
+    };
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(runner::run(prepared))

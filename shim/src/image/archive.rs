@@ -116,8 +116,16 @@ pub(super) fn append_file<W: Write>(
 
 /// A layer tar holding one file at an absolute rootfs path.
 pub fn single_file_tar(path: &str, content: &[u8]) -> Result<Vec<u8>> {
+    files_tar(&[(path, content)])
+}
+
+/// A layer tar holding files at absolute rootfs paths (their directories
+/// implied, as `FROM scratch` + `COPY` layers often leave them).
+pub fn files_tar(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
-    append_file(&mut tar, path.trim_start_matches('/'), content)?;
+    for (path, content) in files {
+        append_file(&mut tar, path.trim_start_matches('/'), content)?;
+    }
     Ok(tar.into_inner()?)
 }
 

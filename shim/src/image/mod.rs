@@ -30,11 +30,13 @@ use oci_spec::image::{
 use crate::precompile::sha256_hex;
 use crate::world::{self, World};
 
+mod app;
 mod archive;
 mod artifact;
 
-use archive::canonical_json;
+pub use app::{AppComponents, AppSummary, write_app_image};
 pub use archive::{OciArchive, gzip, single_file_tar};
+use archive::{canonical_json, files_tar};
 pub use artifact::{
     ARTIFACT_CONFIG_MEDIA_TYPE, ARTIFACT_LAYER_MEDIA_TYPE, ArtifactMetadata, write_artifact,
 };
@@ -55,29 +57,47 @@ pub struct ImageSummary {
 /// would refuse to run, so a bad component is caught at build time.
 pub fn write_image(wasm: &[u8], reference: &str, out: impl Write) -> Result<ImageSummary> {
     let world = world::detect(wasm)?;
+    let (reference, manifest_digest) = write_rootfs_image(
+        &[(COMPONENT_PATH, wasm)],
+        world_os(world),
+        world_label(world),
+        reference,
+        out,
+    )?;
+    Ok(ImageSummary {
+        reference,
+        manifest_digest,
+        world,
+    })
+}
+
+/// An image whose one gzipped tar layer holds `files` (rootfs paths), the
+/// first of which is its entrypoint; `os` is the config's, `label` its
+/// `io.wasmhttp.world` label. Returns the qualified reference and the
+/// manifest's digest.
+pub(crate) fn write_rootfs_image(
+    files: &[(&str, &[u8])],
+    os: &str,
+    label: &str,
+    reference: &str,
+    out: impl Write,
+) -> Result<(String, String)> {
     let reference = normalize_reference(reference)?;
     let mut archive = OciArchive::new(out);
 
-    let layer_tar = single_file_tar(COMPONENT_PATH, wasm)?;
+    let layer_tar = files_tar(files)?;
     let diff_id = sha256_hex(&layer_tar);
     let layer = archive.add_blob(MediaType::ImageLayerGzip, &gzip(&layer_tar)?)?;
 
     let config = ImageConfigurationBuilder::default()
         .architecture(Arch::Wasm)
-        .os(Os::Other(
-            match world {
-                World::Wasip1Command => "wasip1",
-                World::HttpHandler | World::Command => "wasip2",
-                World::HttpService => "wasip3",
-            }
-            .into(),
-        ))
+        .os(Os::Other(os.into()))
         .config(
             ConfigBuilder::default()
-                .entrypoint(vec![COMPONENT_PATH.to_string()])
+                .entrypoint(vec![files[0].0.to_string()])
                 .labels(std::collections::HashMap::from([(
                     "io.wasmhttp.world".to_string(),
-                    world_label(world).to_string(),
+                    label.to_string(),
                 )]))
                 .build()?,
         )
@@ -100,11 +120,16 @@ pub fn write_image(wasm: &[u8], reference: &str, out: impl Write) -> Result<Imag
     let manifest_digest = manifest.digest().to_string();
 
     archive.finish(&reference, manifest, Some((&config, &[layer])))?;
-    Ok(ImageSummary {
-        reference,
-        manifest_digest,
-        world,
-    })
+    Ok((reference, manifest_digest))
+}
+
+/// The config's `os` for a program of `world`.
+fn world_os(world: World) -> &'static str {
+    match world {
+        World::Wasip1Command => "wasip1",
+        World::HttpHandler | World::Command => "wasip2",
+        World::HttpService => "wasip3",
+    }
 }
 
 /// The component's world: its imports and exports by their WIT names
