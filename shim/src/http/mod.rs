@@ -278,12 +278,17 @@ impl Handler {
         let Some(table) = &self.routes else {
             return Ok((&self.targets[0], req));
         };
-        let host = req
+        // either may carry the name: a request in absolute form has both
+        let header = req
             .headers()
-            .get(hyper::header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .or_else(|| req.uri().authority().map(|authority| authority.as_str()));
-        if let Some(host) = host.filter(|host| routes::internal_host(host).is_some()) {
+            .get_all(hyper::header::HOST)
+            .iter()
+            .filter_map(|host| host.to_str().ok());
+        let authority = req.uri().authority().map(|authority| authority.as_str());
+        if let Some(host) = header
+            .chain(authority)
+            .find(|host| routes::internal_host(host).is_some())
+        {
             return Err(Failure::BadRequest {
                 reason: format!(
                     "{host} is a name inside this app (*.{}), for its own components' calls; \
