@@ -317,41 +317,31 @@ fn component_from_layers(
     layers: &[WasmLayer],
     entrypoint: Option<&Path>,
 ) -> Result<Option<(World, ComponentCode)>> {
-    let entrypoint_str = entrypoint.map(|p| precompile::rootfs_path(&p.to_string_lossy()));
-    let fallback_path = entrypoint.map(Path::to_path_buf);
+    // the entrypoint's own entry wins over any other layer
+    if let Some(entrypoint) = entrypoint
+        && let Some(found) = precompiled_at(layers, entrypoint)?
+    {
+        return Ok(Some(found));
+    }
     let mut bare = Vec::new();
     for layer in layers {
         if layer.precompiled && Bundle::is_bundle(&layer.layer) {
             let bundle = Bundle::decode(&layer.layer)?;
             let cache_key = bundle.cache_key;
-            for entry in bundle.entries {
-                match &entry.path {
-                    Some(path) if Some(path) == entrypoint_str.as_ref() => {
-                        let fallback = fallback_path.clone().map(|path| {
-                            Box::new(move || read_component_file(&path))
-                                as Box<dyn FnOnce() -> Result<Vec<u8>> + Send>
-                        });
-                        return Ok(Some((
-                            entry.world,
-                            ComponentCode::Precompiled {
-                                artifact: entry.artifact,
-                                cache_key,
-                                footprint: entry.footprint,
-                                fallback,
-                            },
-                        )));
-                    }
-                    Some(_) => {}
-                    None => bare.push((
-                        entry.world,
-                        ComponentCode::Precompiled {
-                            artifact: entry.artifact,
-                            cache_key: cache_key.clone(),
-                            footprint: entry.footprint,
-                            fallback: None,
-                        },
-                    )),
-                }
+            for entry in bundle
+                .entries
+                .into_iter()
+                .filter(|entry| entry.path.is_none())
+            {
+                bare.push((
+                    entry.world,
+                    ComponentCode::Precompiled {
+                        artifact: entry.artifact,
+                        cache_key: cache_key.clone(),
+                        footprint: entry.footprint,
+                        fallback: None,
+                    },
+                ));
             }
         } else if RAW_WASM_LAYERS.contains(&layer.config.media_type().to_string().as_str()) {
             let size = layer.layer.len() as u64;
