@@ -47,13 +47,23 @@ pub fn wasmhttp() -> Command {
 /// listener on another, and waits until /readyz says ready (so that no
 /// request of the helper's reaches the guest or its metrics).
 pub fn serve(name: &str, component: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    start(name, Some(component), extra, env)
+}
+
+/// Starts `wasmhttp serve` of an app given by `--route` flags in `extra`
+/// (or of the manifest `serve` is given as its component).
+pub fn serve_routes(name: &str, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    start(name, None, extra, env)
+}
+
+fn start(name: &str, what: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) -> Served {
     let dir = temp_dir(name);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let stderr = dir.0.join("stderr");
     let child = wasmhttp()
         .arg("serve")
-        .arg(component)
+        .args(what)
         .args(["--listen", &addr.to_string()])
         .args(extra)
         .env("WASMHTTP_ADMIN_LISTEN", admin.to_string())

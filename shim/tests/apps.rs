@@ -1,0 +1,482 @@
+//! Apps of several components through `wasmhttp serve`: routes given as
+//! `--route` flags and as a manifest, each route's component built from
+//! source (the WAT and C fixtures), real HTTP over loopback.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use support::eventually::eventually;
+use support::http::{self, Response};
+use support::served::{
+    Served, TempDir, fixture, metric, serve_routes, temp_dir, wait_for_metric, wasmhttp,
+};
+
+fn route(path: &str, component: &Path, extra: &str) -> String {
+    format!("--route={path}={}{extra}", component.display())
+}
+
+/// The values of the echo fixture's `x-echo-header` lines for `name`: what
+/// the component saw of that request header.
+fn seen_header(response: &Response, name: &str) -> Vec<String> {
+    // an empty value arrives as "name:" (the client trims the line)
+    let prefix = format!("{name}:");
+    response
+        .all("x-echo-header")
+        .into_iter()
+        .filter_map(|line| line.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+        .collect()
+}
+
+fn get(served: &Served, path: &str) -> Response {
+    http::get(served.addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", served.log()))
+}
+
+/// Writes `request` verbatim (its own Host headers, its own request line,
+/// `Connection: close`) and returns all the server answered.
+fn raw_exchange(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// An app of three routes: `/api/...` and the catch-all on the echo fixture
+/// (under the names api and front), `/health` exactly on hello.
+fn three_routes(name: &str, env: &[(&str, &str)]) -> (Served, TempDir) {
+    let dir = temp_dir(&format!("{name}-components"));
+    let echo = fixture(&dir, "echo");
+    let hello = fixture(&dir, "hello");
+    let served = serve_routes(
+        name,
+        &[
+            &route("/api/...", &echo, ",name=api"),
+            &route("/health", &hello, ""),
+            &route("/...", &echo, ",name=front"),
+        ],
+        env,
+    );
+    (served, dir)
+}
+
+#[test]
+fn the_longest_route_that_matches_serves_and_the_component_learns_which() {
+    let (served, _components) = three_routes("routes", &[("WASMHTTP_ACCESS_LOG", "json")]);
+
+    let health = get(&served, "/health");
+    assert_eq!(
+        (health.status, health.text().as_str()),
+        (
+            200,
+            "Hello from a WebAssembly component, served by wasmhttp!\n"
+        )
+    );
+
+    let api = get(&served, "/api/users/7?q=1");
+    assert_eq!(api.status, 200, "{api:?}");
+    assert_eq!(api.header("x-echo-path"), Some("/api/users/7?q=1"));
+    assert_eq!(seen_header(&api, "x-wasmhttp-route"), ["api"]);
+    assert_eq!(seen_header(&api, "x-wasmhttp-route-base"), ["/api"]);
+    assert_eq!(seen_header(&api, "x-wasmhttp-path-info"), ["/users/7"]);
+
+    // a prefix route covers its base with and without the slash
+    for path in ["/api", "/api/"] {
+        let response = get(&served, path);
+        assert_eq!(
+            seen_header(&response, "x-wasmhttp-route"),
+            ["api"],
+            "{path}"
+        );
+    }
+    // an exact route is that path only; the rest falls to the catch-all
+    for path in ["/health/", "/health/x", "/healthz", "/apis", "/"] {
+        let response = get(&served, path);
+        assert_eq!(response.status, 200, "{path}: {response:?}");
+        assert_eq!(
+            seen_header(&response, "x-wasmhttp-route"),
+            ["front"],
+            "{path}"
+        );
+        assert_eq!(seen_header(&response, "x-wasmhttp-route-base"), [""]);
+    }
+
+    // unreserved characters match decoded; an encoded slash stays in its segment
+    let decoded = get(&served, "/%61pi/x");
+    assert_eq!(seen_header(&decoded, "x-wasmhttp-route"), ["api"]);
+    assert_eq!(decoded.header("x-echo-path"), Some("/%61pi/x"));
+    let slash = get(&served, "/api%2Fx");
+    assert_eq!(seen_header(&slash, "x-wasmhttp-route"), ["front"]);
+
+    // dot segments are refused, not resolved past a route
+    for path in ["/api/../health", "/api/./x", "/front/%2e%2e/api"] {
+        let response = get(&served, path);
+        assert_eq!(response.status, 400, "{path}: {response:?}");
+    }
+
+    // what a client claims about the route never reaches the component
+    let spoofed = http::request(
+        served.addr,
+        "GET",
+        "/api/x",
+        &[("x-wasmhttp-route", "admin"), ("x-wasmhttp-path-info", "/")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(seen_header(&spoofed, "x-wasmhttp-route"), ["api"]);
+    assert_eq!(seen_header(&spoofed, "x-wasmhttp-path-info"), ["/x"]);
+
+    wait_for_metric(
+        served.admin,
+        "wasmhttp_route_requests_total{route=\"api\",status=\"200\"}",
+        5.0,
+    );
+    wait_for_metric(
+        served.admin,
+        "wasmhttp_route_requests_total{route=\"hello\",status=\"200\"}",
+        1.0,
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the access log names the route",
+        || {
+            let log = served.log();
+            let line = log
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|line| line["path"] == "/api/users/7?q=1");
+            match line {
+                Some(line) if line["route"] == "api" => Ok(()),
+                _ => Err(log),
+            }
+        },
+    );
+    assert!(served.terminate().success());
+}
+
+#[test]
+fn a_path_no_route_matches_is_answered_404_by_the_host() {
+    let dir = temp_dir("no-route-components");
+    let echo = fixture(&dir, "echo");
+    let served = serve_routes("no-route", &[&route("/api/...", &echo, "")], &[]);
+    let response = get(&served, "/elsewhere");
+    assert_eq!(response.status, 404, "{response:?}");
+    assert_eq!(
+        response.text(),
+        "404 Not Found: no route of this app matches the path\n"
+    );
+    assert!(response.header("x-echo-path").is_none());
+    wait_for_metric(
+        served.admin,
+        "wasmhttp_rejections_total{reason=\"no_route\"}",
+        1.0,
+    );
+    assert_eq!(get(&served, "/api/x").status, 200);
+    assert!(served.terminate().success());
+}
+
+#[test]
+fn each_route_keeps_its_own_timeout_and_its_faults() {
+    let dir = temp_dir("route-limits-components");
+    let slow = fixture(&dir, "slow");
+    let trap = fixture(&dir, "trap");
+    let served = serve_routes(
+        "route-limits",
+        &[
+            &route(
+                "/slow/...",
+                &slow,
+                ",name=hasty,env=WASMHTTP_REQUEST_TIMEOUT=300ms",
+            ),
+            &route("/patient/...", &slow, ",name=patient"),
+            &route("/...", &trap, ""),
+        ],
+        &[],
+    );
+    let hasty = get(&served, "/slow/sleep/3000");
+    assert_eq!(hasty.status, 504, "{hasty:?}");
+    served.wait_for_log("WASMHTTP_REQUEST_TIMEOUT", "the timeout is named");
+    let patient = get(&served, "/patient/sleep/600");
+    assert_eq!(patient.status, 200, "{patient:?}\n{}", served.log());
+    assert_eq!(get(&served, "/slow/sleep/5").status, 200);
+
+    let trapped = get(&served, "/trap");
+    assert_eq!(trapped.status, 500, "{trapped:?}");
+    let other = get(&served, "/other");
+    assert_eq!(
+        (other.status, other.text().as_str()),
+        (200, "trap fixture: still serving\n")
+    );
+    assert_eq!(get(&served, "/patient/sleep/5").status, 200);
+
+    wait_for_metric(
+        served.admin,
+        "wasmhttp_route_requests_total{route=\"hasty\",status=\"504\"}",
+        1.0,
+    );
+    wait_for_metric(
+        served.admin,
+        "wasmhttp_route_requests_total{route=\"trap\",status=\"500\"}",
+        1.0,
+    );
+    assert_eq!(
+        metric(
+            served.admin,
+            "wasmhttp_route_requests_total{route=\"patient\",status=\"200\"}"
+        ),
+        2.0
+    );
+    assert!(served.terminate().success());
+}
+
+#[test]
+fn a_cgi_route_gets_its_script_name_path_info_and_arguments() {
+    let dir = temp_dir("cgi-route-components");
+    let cgi = fixture(&dir, "cgi-component");
+    let hello = fixture(&dir, "hello");
+    let served = serve_routes(
+        "cgi-route",
+        &[
+            &route(
+                "/cgi-bin/...",
+                &cgi,
+                ",name=cgi,env=WASMHTTP_MODE=cgi,arg=-v,arg=--colour=red",
+            ),
+            &route("/...", &hello, ""),
+        ],
+        &[],
+    );
+    let echoed = get(&served, "/cgi-bin/some/where?x=1");
+    assert_eq!(echoed.status, 201, "{echoed:?}\n{}", served.log());
+    let text = echoed.text();
+    for line in [
+        "SCRIPT_NAME=/cgi-bin",
+        "PATH_INFO=/some/where",
+        "QUERY_STRING=x=1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+    let args = get(&served, "/cgi-bin/args").text();
+    let given: Vec<&str> = args
+        .lines()
+        .filter_map(|l| l.strip_prefix("arg="))
+        .collect();
+    assert_eq!(given[1..], ["-v", "--colour=red"], "{args}");
+    assert_eq!(get(&served, "/").status, 200);
+    assert!(served.terminate().success());
+}
+
+#[test]
+fn the_apps_internal_names_are_refused_from_outside() {
+    let (served, _components) = three_routes("internal-names", &[]);
+    for request in [
+        "GET /api/x HTTP/1.1\r\nHost: api.app.internal\r\n",
+        "GET /api/x HTTP/1.1\r\nHost: API.App.Internal.:8080\r\n",
+        "GET http://api.app.internal/api/x HTTP/1.1\r\nHost: localhost\r\n",
+        "GET /api/x HTTP/1.1\r\nHost: localhost\r\nHost: front.app.internal\r\n",
+    ] {
+        let answer = raw_exchange(served.addr, &format!("{request}Connection: close\r\n\r\n"));
+        assert!(
+            answer.starts_with("HTTP/1.1 400 "),
+            "{request:?}:\n{answer}"
+        );
+        assert!(answer.contains(".app.internal"), "{request:?}:\n{answer}");
+        assert!(!answer.contains("x-echo-path"), "{request:?}:\n{answer}");
+    }
+    let answer = raw_exchange(
+        served.addr,
+        "GET /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(served.terminate().success());
+}
+
+#[test]
+fn a_manifest_serves_the_same_app_as_route_flags() {
+    let dir = temp_dir("manifest-components");
+    std::fs::create_dir_all(dir.0.join("web")).unwrap();
+    std::fs::rename(fixture(&dir, "echo"), dir.0.join("web/echo.wasm")).unwrap();
+    fixture(&dir, "hello");
+    let manifest = dir.0.join("app.toml");
+    std::fs::write(
+        &manifest,
+        r#"
+[[route]]
+path = "/api/..."
+component = "web/echo.wasm"
+name = "api"
+env = ["GREETING=hi"]
+
+[[route]]
+path = "/..."
+component = "hello.wasm"
+"#,
+    )
+    .unwrap();
+    let served = serve_routes("manifest", &[manifest.to_str().unwrap()], &[]);
+    let api = get(&served, "/api/v1");
+    assert_eq!(seen_header(&api, "x-wasmhttp-route"), ["api"]);
+    assert!(
+        api.all("x-echo-env").contains(&"GREETING=hi"),
+        "{:?}",
+        api.all("x-echo-env")
+    );
+    assert_eq!(get(&served, "/anything").status, 200);
+    assert!(served.terminate().success());
+}
+
+/// `wasmhttp serve` and `wasmhttp image` both refuse `manifest` before any
+/// listener or image exists, and say `expected` in stderr.
+fn refused(dir: &TempDir, name: &str, manifest: &str, expected: &[&str]) {
+    let path = dir.0.join(format!("{name}.toml"));
+    std::fs::write(&path, manifest).unwrap();
+    let image = dir.0.join(format!("{name}.tar"));
+    let listen = format!("127.0.0.1:{}", http::free_port());
+    for args in [
+        vec!["serve", path.to_str().unwrap(), "--listen", &listen],
+        vec![
+            "image",
+            path.to_str().unwrap(),
+            "--name",
+            "example.test/app:1",
+            "-o",
+            image.to_str().unwrap(),
+        ],
+    ] {
+        let output = wasmhttp()
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{name}: {args:?} accepted it:\n{stderr}"
+        );
+        for text in expected {
+            assert!(
+                stderr.contains(text),
+                "{name}: {args:?}: {text:?} not in\n{stderr}"
+            );
+        }
+        assert!(!image.exists(), "{name}: an image was written");
+    }
+}
+
+#[test]
+fn a_bad_app_is_refused_and_the_route_named() {
+    let dir = temp_dir("bad-apps");
+    fixture(&dir, "echo");
+    fixture(&dir, "other-world");
+    fixture(&dir, "cgi-component");
+    let one = |path: &str, component: &str, more: &str| {
+        format!("[[route]]\npath = \"{path}\"\ncomponent = \"{component}\"\n{more}")
+    };
+    refused(
+        &dir,
+        "missing",
+        &one("/api/...", "gone.wasm", ""),
+        &["route /api/... (gone)", "gone.wasm"],
+    );
+    refused(
+        &dir,
+        "twice",
+        &(one("/api/...", "echo.wasm", "") + &one("/api/...", "echo.wasm", "name = \"b\"")),
+        &["route 2 (\"/api/...\")", "the same path"],
+    );
+    refused(
+        &dir,
+        "glob",
+        &one("/api/*", "echo.wasm", ""),
+        &["route 1 (\"/api/*\")", "..."],
+    );
+    refused(
+        &dir,
+        "wrong-world",
+        &one("/...", "other-world.wasm", ""),
+        &[
+            "route /... (other-world)",
+            "other-world.wasm is not runnable",
+        ],
+    );
+    refused(
+        &dir,
+        "command",
+        &one("/cgi/...", "cgi-component.wasm", ""),
+        &["route /cgi/... (cgi-component)", "WASMHTTP_MODE=cgi"],
+    );
+    refused(
+        &dir,
+        "bad-setting",
+        &one(
+            "/...",
+            "echo.wasm",
+            "env = [\"WASMHTTP_REQUEST_TIMEOUT=soon\"]",
+        ),
+        &["route /... (echo)", "WASMHTTP_REQUEST_TIMEOUT"],
+    );
+    refused(
+        &dir,
+        "unknown-key",
+        &one("/...", "echo.wasm", "colour = \"red\""),
+        &["colour"],
+    );
+    refused(&dir, "empty", "", &["no routes"]);
+}
+
+#[test]
+fn a_route_sees_only_the_volumes_it_names() {
+    let dir = temp_dir("route-volumes-files");
+    fixture(&dir, "cgi-component");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("motd.txt"), "only for the reader\n").unwrap();
+    let volume = format!("{}:/data:ro", data.display());
+    let cgi = |path: &str, volumes: &str| {
+        format!(
+            "[[route]]\npath = \"{path}\"\ncomponent = \"cgi-component.wasm\"\n\
+             name = \"{}\"\nenv = [\"WASMHTTP_MODE=cgi\"]\nvolumes = {volumes}\n",
+            &path[1..path.len() - 4]
+        )
+    };
+    let manifest = dir.0.join("app.toml");
+    std::fs::write(
+        &manifest,
+        cgi("/reader/...", "[\"/data\"]") + &cgi("/blind/...", "[]"),
+    )
+    .unwrap();
+    let served = serve_routes(
+        "route-volumes",
+        &[manifest.to_str().unwrap(), "--volume", &volume],
+        &[],
+    );
+    let read = get(&served, "/reader/file?name=motd.txt");
+    assert_eq!(
+        (read.status, read.text().as_str()),
+        (200, "only for the reader\n"),
+        "{}",
+        served.log()
+    );
+    let blind = get(&served, "/blind/file?name=motd.txt");
+    assert_eq!(blind.status, 404, "{blind:?}");
+    assert!(served.terminate().success());
+
+    // a volume the container does not have is refused, naming the route
+    std::fs::write(&manifest, cgi("/reader/...", "[\"/elsewhere\"]")).unwrap();
+    let output = wasmhttp()
+        .args(["serve", manifest.to_str().unwrap(), "--volume", &volume])
+        .args(["--listen", &format!("127.0.0.1:{}", http::free_port())])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    for text in ["route /reader/... (reader)", "\"/elsewhere\"", "/data"] {
+        assert!(stderr.contains(text), "{text:?} not in\n{stderr}");
+    }
+}
