@@ -49,6 +49,10 @@ const CASES: &[harness::Case<Suite>] = &[
         second_start_uses_the_precompiled_cache,
     ),
     (
+        "an_app_image_serves_each_route_from_the_precompiled_layer",
+        an_app_image_serves_each_route_from_the_precompiled_layer,
+    ),
+    (
         "runwasi_component_layer_image_runs",
         runwasi_component_layer_image_runs,
     ),
@@ -630,6 +634,91 @@ fn ctr_refuses_the_wasm_oci_artifact_with_the_reason(s: &Suite) {
         "containerd refuses before any shim starts"
     );
     s.containerd.ctr_ok(&["images", "rm", "--sync", reference]);
+}
+
+/// An app (`wasmhttp image app.toml`): each route's component, its own env
+/// over the container's, the host's 404 elsewhere; the second start reads
+/// every component's compiled form from the content store.
+fn an_app_image_serves_each_route_from_the_precompiled_layer(s: &Suite) {
+    let dir = s.work.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    images::fixture(&dir, "echo");
+    images::fixture(&dir, "hello");
+    let manifest = dir.join("app.toml");
+    std::fs::write(
+        &manifest,
+        "[[route]]\npath = \"/api/...\"\ncomponent = \"echo.wasm\"\nname = \"api\"\n\
+         env = [\"ROUTE_GREETING=from the route\"]\n\n\
+         [[route]]\npath = \"/\"\ncomponent = \"hello.wasm\"\n",
+    )
+    .unwrap();
+    let tar = images::wasmhttp_image(&s.work, &manifest, "wasmhttp-test/app:1");
+    s.import(&tar, &[]);
+    let image = "docker.io/wasmhttp-test/app:1";
+    let reads = || s.containerd.log().matches("the container reads ").count();
+    for start in ["first", "second"] {
+        let read_before = reads();
+        let (addr, listen) = loopback();
+        let id = format!("app-{start}");
+        let mut task = s.containerd.run(
+            &id,
+            image,
+            &[("WASMHTTP_LISTEN", &listen), ("GREETING", "from the pod")],
+            &[],
+            &[],
+        );
+        serving(addr, &mut task);
+        let api = http::get(addr, "/api/users/7").unwrap();
+        assert_eq!(api.status, 200, "{api:?}\n{}", task.output());
+        let seen = api.all("x-echo-header");
+        for header in ["x-wasmhttp-route: api", "x-wasmhttp-path-info: /users/7"] {
+            assert!(seen.contains(&header), "{header} not in {seen:?}");
+        }
+        let env = api.all("x-echo-env");
+        for variable in ["GREETING=from the pod", "ROUTE_GREETING=from the route"] {
+            assert!(env.contains(&variable), "{variable} not in {env:?}");
+        }
+        let hello = http::get(addr, "/").unwrap();
+        assert_eq!(
+            (hello.status, hello.text().as_str()),
+            (
+                200,
+                "Hello from a WebAssembly component, served by wasmhttp!\n"
+            )
+        );
+        let elsewhere = http::get(addr, "/elsewhere").unwrap();
+        assert_eq!(elsewhere.status, 404, "{elsewhere:?}");
+        s.stop(&mut task);
+        if start == "second" {
+            until(
+                Duration::from_secs(10),
+                "the second start reads the compiled components from the content store",
+                || reads() > read_before,
+                || s.containerd.log_tail(),
+            );
+        }
+    }
+
+    // an image not written by `wasmhttp image`, whose manifest names a
+    // component it lacks: the start fails and says which route
+    let broken = images::rootfs_image(
+        &s.work,
+        b"[[route]]\npath = \"/api/...\"\ncomponent = \"gone.wasm\"\n",
+        "/app.toml",
+        "docker.io/wasmhttp-test/app-broken:1",
+        Platform::LinuxAmd64,
+    );
+    s.import(&broken, &[]);
+    let output = s.start_fails(
+        "app-broken",
+        "docker.io/wasmhttp-test/app-broken:1",
+        &[],
+        &[],
+        &[],
+    );
+    for text in ["route /api/... (gone)", "/gone.wasm"] {
+        assert!(output.contains(text), "{text:?} not in\n{output}");
+    }
 }
 
 fn runwasi_component_layer_image_runs(s: &Suite) {
