@@ -47,28 +47,28 @@ impl Platform {
         guest_env: &[(String, String)],
         calls: Arc<StoreCalls>,
     ) -> Result<Self> {
-        Ok(Self {
-            config: ConfigSource::new(
-                &settings.config_dirs,
-                settings.config_env_prefix.as_deref(),
-                guest_env,
-            )?,
-            keyvalue: Arc::new(KeyvalueStore::new(settings, calls)?),
-            log_level: settings.guest_log_level,
-            call_timeout: settings.request_timeout,
-        })
+        let keyvalue = Arc::new(KeyvalueStore::new(settings, calls)?);
+        Self::with_store(settings, guest_env, keyvalue)
     }
 
     /// One route's services: its own configuration sources, log level and
     /// timeout (route settings), the container's key-value store.
     pub fn for_route(&self, settings: &Settings, guest_env: &[(String, String)]) -> Result<Self> {
+        Self::with_store(settings, guest_env, self.keyvalue.clone())
+    }
+
+    fn with_store(
+        settings: &Settings,
+        guest_env: &[(String, String)],
+        keyvalue: Arc<KeyvalueStore>,
+    ) -> Result<Self> {
         Ok(Self {
             config: ConfigSource::new(
                 &settings.config_dirs,
                 settings.config_env_prefix.as_deref(),
                 guest_env,
             )?,
-            keyvalue: self.keyvalue.clone(),
+            keyvalue,
             log_level: settings.guest_log_level,
             call_timeout: settings.request_timeout,
         })

@@ -307,6 +307,12 @@ impl Environment {
                     ),
                 });
             };
+            // a secret's value never reaches an error message
+            let shown = if setting.secret {
+                "<redacted>".to_string()
+            } else {
+                value.clone()
+            };
             if route && !setting.per_route {
                 let per_route: Vec<&str> = table::TABLE
                     .iter()
@@ -315,11 +321,7 @@ impl Environment {
                     .collect();
                 return Err(SettingError {
                     variable: name,
-                    value: if setting.secret {
-                        "<redacted>".into()
-                    } else {
-                        value
-                    },
+                    value: shown,
                     accepted: format!(
                         "a setting of the container, not of one route; a route may set {}",
                         per_route.join(", ")
@@ -333,11 +335,7 @@ impl Environment {
                 };
                 return Err(SettingError {
                     variable: name,
-                    value: if setting.secret {
-                        "<redacted>".into()
-                    } else {
-                        value
-                    },
+                    value: shown,
                     accepted,
                 });
             }
