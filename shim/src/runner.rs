@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::{self, Code};
-use crate::guest::{GuestConfig, Volume};
+use crate::guest::{AppCalls, GuestConfig, Volume};
 use crate::http::admin;
 use crate::http::{HttpServer, Served, ServerState};
 use crate::platform::Platform;
@@ -203,6 +203,8 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         state.metrics.store_calls.clone(),
     )?);
     let pools = parts.len() as u32;
+    // one for the app: the HTTP side serves its routes' calls to each other
+    let app_calls = Arc::new(AppCalls::default());
     let mut served = Vec::with_capacity(parts.len());
     for (index, part) in parts.into_iter().enumerate() {
         let route = routes.as_ref().map(|table| &table.routes[index]);
@@ -232,6 +234,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
             args: part.args,
             max_memory: part_settings.max_instance_memory,
             outbound: Arc::new(part_settings.allowed_outbound_hosts.clone()),
+            app: app_calls.clone(),
             volumes: volumes
                 .iter()
                 .filter(|volume| {
@@ -261,7 +264,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         };
     }
     let cgi_only = served.iter().all(|part| part.plan == Plan::Cgi);
-    let server = HttpServer::bind(served, routes, &settings, state).await?;
+    let server = HttpServer::bind(served, routes, &settings, state, &app_calls).await?;
     let what = if cgi_only {
         " (CGI: one run of the program per request)"
     } else {

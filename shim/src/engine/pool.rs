@@ -359,6 +359,7 @@ mod tests {
             args: vec![],
             max_memory: 16 << 20,
             outbound: Default::default(),
+            app: Default::default(),
             volumes: vec![],
             sockets: false,
             platform: std::sync::Arc::new(crate::platform::Platform::unconfigured()),

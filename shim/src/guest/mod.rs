@@ -21,6 +21,7 @@ mod store;
 pub use deadline::Deadline;
 pub use fault::{PoolExhausted, TimedOut, classify, is_guest_fault};
 use outbound::OutboundPolicy;
+pub use outbound::{AppCall, AppCalls, RouteCalls};
 pub use store::{MemoryBudget, limited_store, new_store};
 
 /// The guest's view of the container, shared by every instance of a process.
@@ -34,6 +35,8 @@ pub struct GuestConfig {
     pub max_memory: u64,
     /// Hosts the guest may send HTTP requests to (WASMHTTP_ALLOWED_OUTBOUND_HOSTS).
     pub outbound: Arc<Vec<HostPattern>>,
+    /// The other components of its app, at `http://<route>.app.internal/`.
+    pub app: Arc<AppCalls>,
     /// Directories the guest sees (the container's volumes).
     pub volumes: Vec<Volume>,
     /// wasi:sockets and name lookups in the container's network namespace.
@@ -136,6 +139,7 @@ impl GuestState {
             table: ResourceTable::new(),
             hooks: OutboundPolicy {
                 allowed: config.outbound.clone(),
+                app: config.app.clone(),
             },
             memory: MemoryBudget::new(config.max_memory),
             platform: config.platform.clone(),

@@ -22,6 +22,9 @@ pub enum Failure {
     BodyTooLarge,
     /// No route of the app matches the path (404).
     NoRoute,
+    /// A call of one component by another names a route the app lacks
+    /// (`http://<name>.app.internal/`, 404).
+    NoRouteNamed(String),
     /// No room for the request now (503 with Retry-After); `detail` goes to
     /// the log when there is more to say than `why`.
     Overloaded {
@@ -71,7 +74,7 @@ impl Failure {
         match self {
             Failure::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Failure::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Failure::NoRoute => StatusCode::NOT_FOUND,
+            Failure::NoRoute | Failure::NoRouteNamed(_) => StatusCode::NOT_FOUND,
             Failure::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -84,7 +87,7 @@ impl Failure {
         match self {
             Failure::BadRequest { .. } => metrics.rejected(Rejection::BadRequest),
             Failure::BodyTooLarge => metrics.rejected(Rejection::BodyTooLarge),
-            Failure::NoRoute => metrics.rejected(Rejection::NoRoute),
+            Failure::NoRoute | Failure::NoRouteNamed(_) => metrics.rejected(Rejection::NoRoute),
             Failure::Overloaded { .. } => metrics.rejected(Rejection::Overloaded),
             Failure::TimedOut => metrics.timed_out(),
             Failure::Trapped(_) => metrics.trapped(),
@@ -96,7 +99,10 @@ impl Failure {
     /// the client's and said in the response.
     fn log_line(&self, request: &RequestLine, settings: &Settings) -> Option<String> {
         match self {
-            Failure::BadRequest { .. } | Failure::BodyTooLarge | Failure::NoRoute => None,
+            Failure::BadRequest { .. }
+            | Failure::BodyTooLarge
+            | Failure::NoRoute
+            | Failure::NoRouteNamed(_) => None,
             Failure::Overloaded { detail, .. } => detail
                 .as_ref()
                 .map(|detail| format!("wasmhttp: {request}: shed with 503: {detail}")),
@@ -129,6 +135,9 @@ impl Failure {
                 settings.max_body
             ),
             Failure::NoRoute => "404 Not Found: no route of this app matches the path\n".into(),
+            Failure::NoRouteNamed(name) => format!(
+                "404 Not Found: this app has no route named {name:?} (an internal name is a route's name)\n"
+            ),
             Failure::Overloaded { why, .. } => {
                 format!("503 Service Unavailable: {why}; retry\n")
             }
@@ -174,6 +183,7 @@ impl fmt::Display for Failure {
             Failure::BadRequest { reason, .. } => f.write_str(reason),
             Failure::BodyTooLarge => f.write_str("the body exceeds WASMHTTP_MAX_BODY"),
             Failure::NoRoute => f.write_str("no route matches the path"),
+            Failure::NoRouteNamed(name) => write!(f, "no route is named {name:?}"),
             Failure::Overloaded { why, .. } => f.write_str(why),
             Failure::TimedOut => fmt::Display::fmt(&TimedOut, f),
             Failure::BadGateway(why) => f.write_str(why),

@@ -28,7 +28,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::{self, App};
 use crate::engine::Code;
-use crate::guest::GuestConfig;
+use crate::guest::{AppCalls, GuestConfig, RouteCalls};
 use crate::metrics::Metrics;
 use crate::routes::{self, Route, RouteTable};
 use crate::settings::{AccessLog, Settings};
@@ -42,6 +42,7 @@ pub mod admission;
 pub mod body;
 pub mod connection;
 pub mod failure;
+mod internal;
 
 /// What the admin listener reports about the server; shared with it.
 #[derive(Default)]
@@ -116,6 +117,7 @@ impl HttpServer {
         routes: Option<RouteTable>,
         settings: &Settings,
         state: Arc<ServerState>,
+        app_calls: &AppCalls,
     ) -> Result<Self> {
         let listen = settings.listen;
         let listener = TcpListener::bind(listen).await.with_context(|| {
@@ -144,15 +146,19 @@ impl HttpServer {
                 settings: part.settings,
             });
         }
-        Ok(Self {
-            listener,
-            handler: Arc::new(Handler {
-                routes,
-                targets,
-                settings: settings.clone(),
-                state,
-            }),
-        })
+        let is_app = routes.is_some();
+        let handler = Arc::new(Handler {
+            routes,
+            targets,
+            settings: settings.clone(),
+            state,
+        });
+        if is_app {
+            let handler = Arc::downgrade(&handler);
+            let calls: std::sync::Weak<dyn RouteCalls> = handler;
+            app_calls.serve_by(calls);
+        }
+        Ok(Self { listener, handler })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -234,16 +240,31 @@ impl HttpServer {
 }
 
 impl Handler {
-    /// One request: routed, served or answered with its failure; counted,
-    /// logged.
+    /// One request from a client: routed, served or answered with its
+    /// failure; counted, logged.
     async fn handle(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<HyperOutgoingBody> {
-        let started = Instant::now();
-        let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
-        let (target, answer) = match self.route(req) {
+        let arrived = Arrived::of(&req);
+        let routed = self.route(req);
+        self.answer(arrived, routed, peer).await
+    }
+
+    async fn answer(
+        &self,
+        arrived: Arrived,
+        routed: Result<(&Target, Request<Incoming>), Failure>,
+        peer: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
+        let Arrived {
+            started,
+            method,
+            uri,
+            version,
+        } = arrived;
+        let (target, answer) = match routed {
             Ok((target, req)) => (Some(target), self.serve(target, req, peer).await),
             Err(failure) => (None, Err(failure)),
         };
@@ -274,7 +295,7 @@ impl Handler {
     /// The target of a request: the one component, or the route its path
     /// matches (404 if none does), with the route in its headers for the
     /// component and in its extensions for a CGI program's SCRIPT_NAME.
-    fn route(&self, mut req: Request<Incoming>) -> Result<(&Target, Request<Incoming>), Failure> {
+    fn route(&self, req: Request<Incoming>) -> Result<(&Target, Request<Incoming>), Failure> {
         let Some(table) = &self.routes else {
             return Ok((&self.targets[0], req));
         };
@@ -306,24 +327,7 @@ impl Handler {
             })?
             .ok_or(Failure::NoRoute)?;
         let target = &self.targets[matched.index];
-        let headers = req.headers_mut();
-        for (name, value) in [
-            (
-                routes::ROUTE_NAME_HEADER,
-                target.name.as_deref().unwrap_or_default(),
-            ),
-            (routes::ROUTE_BASE_HEADER, matched.base.as_str()),
-            (routes::PATH_INFO_HEADER, matched.rest.as_str()),
-        ] {
-            // a client's own copy would pass for the host's
-            headers.remove(name);
-            // path bytes and route names are visible ASCII
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.insert(name, value);
-            }
-        }
-        req.extensions_mut().insert(matched);
-        Ok((target, req))
+        Ok((target, with_route(req, target, matched)))
     }
 
     async fn serve(&self, target: &Target, req: Request<Incoming>, peer: SocketAddr) -> app::Head {
@@ -331,6 +335,52 @@ impl Handler {
         let _in_flight = self.state.metrics.start();
         target.app.call(req, call).await
     }
+}
+
+/// What is kept of a request from its arrival, for its log line.
+struct Arrived {
+    started: Instant,
+    method: hyper::Method,
+    uri: hyper::Uri,
+    version: hyper::Version,
+}
+
+impl Arrived {
+    fn of(req: &Request<Incoming>) -> Self {
+        Self {
+            started: Instant::now(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+        }
+    }
+}
+
+/// `req` for `target`: the route in its headers for the component, and in
+/// its extensions for a CGI program's SCRIPT_NAME.
+fn with_route(
+    mut req: Request<Incoming>,
+    target: &Target,
+    matched: routes::Matched,
+) -> Request<Incoming> {
+    let headers = req.headers_mut();
+    for (name, value) in [
+        (
+            routes::ROUTE_NAME_HEADER,
+            target.name.as_deref().unwrap_or_default(),
+        ),
+        (routes::ROUTE_BASE_HEADER, matched.base.as_str()),
+        (routes::PATH_INFO_HEADER, matched.rest.as_str()),
+    ] {
+        // a client's own copy would pass for the host's
+        headers.remove(name);
+        // path bytes and route names are visible ASCII
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    req.extensions_mut().insert(matched);
+    req
 }
 
 fn access_log(
