@@ -12,7 +12,7 @@ use std::time::Duration;
 use support::eventually::eventually;
 use support::http::{self, Response};
 use support::served::{
-    Served, TempDir, fixture, metric, serve_routes, temp_dir, wait_for_metric, wasmhttp,
+    Served, TempDir, example, fixture, metric, serve_routes, temp_dir, wait_for_metric, wasmhttp,
 };
 
 fn route(path: &str, component: &Path, extra: &str) -> String {
@@ -479,4 +479,88 @@ fn a_route_sees_only_the_volumes_it_names() {
     for text in ["route /reader/... (reader)", "\"/elsewhere\"", "/data"] {
         assert!(stderr.contains(text), "{text:?} not in\n{stderr}");
     }
+}
+
+/// The proxy-js example (componentize-js: `fetch(?url=)`) calls the app's
+/// other routes by name; no WASMHTTP_ALLOWED_OUTBOUND_HOSTS is set, so any
+/// request that left the process would be denied.
+#[test]
+fn components_call_each_other_in_process_by_route_name() {
+    let dir = temp_dir("calls-components");
+    let hello = fixture(&dir, "hello");
+    let slow = fixture(&dir, "slow");
+    let served = serve_routes(
+        "calls",
+        &[
+            &route(
+                "/proxy/...",
+                &example("proxy-js"),
+                ",name=front,env=WASMHTTP_REQUEST_TIMEOUT=1500ms",
+            ),
+            &route("/hello", &hello, ""),
+            &route(
+                "/hasty/...",
+                &slow,
+                ",name=hasty,env=WASMHTTP_REQUEST_TIMEOUT=300ms",
+            ),
+            &route("/patient/...", &slow, ",name=patient"),
+        ],
+        &[("WASMHTTP_ACCESS_LOG", "json")],
+    );
+    let call = |url: &str| {
+        let response = get(&served, &format!("/proxy/?url={url}"));
+        (response.status, response.text())
+    };
+    // the callee is chosen by name, whatever the path
+    assert_eq!(
+        call("http://hello.app.internal/any/path?x=1"),
+        (
+            200,
+            "upstream answered 200: Hello from a WebAssembly component, served by wasmhttp!\n"
+                .to_string()
+        )
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the call is in the access log as the callee route's request",
+        || {
+            let log = served.log();
+            let found = log
+                .lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .any(|line| {
+                    line["path"] == "/any/path?x=1"
+                        && line["route"] == "hello"
+                        && line["remote"] == "127.0.0.1:0"
+                });
+            if found { Ok(()) } else { Err(log) }
+        },
+    );
+    // the callee's limits: its own 300 ms timeout
+    let (status, text) = call("http://hasty.app.internal/sleep/3000");
+    assert_eq!(status, 200);
+    assert!(text.starts_with("upstream answered 504: "), "{text}");
+    // a name no route has
+    let (_, text) = call("http://nope.app.internal/");
+    assert!(
+        text.starts_with("upstream answered 404: ") && text.contains("no route named \"nope\""),
+        "{text}"
+    );
+    // the caller's deadline ends the call, and the callee's request with it
+    let started = std::time::Instant::now();
+    let (status, _) = call("http://patient.app.internal/sleep/20000");
+    assert_eq!(status, 504);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    wait_for_metric(served.admin, "wasmhttp_requests_in_flight", 0.0);
+    wait_for_metric(
+        served.admin,
+        "wasmhttp_route_requests_total{route=\"hello\",status=\"200\"}",
+        1.0,
+    );
+    wait_for_metric(
+        served.admin,
+        "wasmhttp_route_requests_total{route=\"hasty\",status=\"504\"}",
+        1.0,
+    );
+    assert!(served.terminate().success());
 }
