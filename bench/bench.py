@@ -14,6 +14,8 @@ Contenders:
 
 Sections: throughput (every contender on every workload, fresh and with
 reuse; wasi:http 0.2 and 0.3), cgi (CGI programs against proxy-mode hello),
+apps (hello routed among 10 components against hello alone; a call to
+another component in-process against the same call over loopback HTTP),
 store (wasi:keyvalue on the memory store and a real Redis, and the host's
 CPU per store call),
 cold (ctr run → first 200), memory (idle PSS), density; then the goal table.
@@ -61,6 +63,10 @@ NATIVE_WORKLOADS = ("hello", "echo 64 KiB")
 P3_WORKLOADS = ("hello-py 0.3",)
 # WASMHTTP_INSTANCE_CONCURRENCY's default, for `wasmtime serve`'s reuse rows
 P3_CONCURRENCY = 8
+# a wasi:http handler that fetches `?url=` (outbound HTTP, JavaScript)
+PROXY_JS = os.path.join(ROOT, "examples", "proxy-js", "build", "proxy-js.wasm")
+# the routes of the apps section's routing rows
+APP_ROUTES = 10
 # the Lua interpreter of examples/cgi-lua and the CGI script it runs
 CGI_LUA = os.path.join(ROOT, "examples", "cgi-lua", "build", "cgi-lua.wasm")
 CGI_LUA_APP = os.path.join(ROOT, "examples", "cgi-lua", "app")
@@ -304,11 +310,11 @@ class Server:
         self._stop()
 
 
-def start_process(name, argv, port, env=None):
+def start_process(name, argv, port, env=None, ready_path="/"):
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=clean_env(env), start_new_session=True)
     try:
-        wait_for_2xx(port, 120, alive=lambda: proc.poll() is None)
+        wait_for_2xx(port, 120, ready_path, alive=lambda: proc.poll() is None)
     except Exception:
         proc.kill()
         raise
@@ -332,14 +338,31 @@ def wasmtime_serve(wasmtime, wasm, port, reuse=None, p3=False):
     return start_process("wasmtime serve", argv + [wasm], port)
 
 
-def wasmhttp_serve(wasm, port, reuse=None, env=None, guest_args=()):
+def wasmhttp_serve(wasm, port, reuse=None, env=None, guest_args=(), ready_path="/"):
     """`wasmhttp serve`; `env` adds WASMHTTP_* settings, `guest_args` go after
     the component (e.g. `--volume` and, after `--`, the guest's args)."""
     env = {"WASMHTTP_ADMIN_LISTEN": "off", **(env or {})}
     if reuse:
         env["WASMHTTP_INSTANCE_REUSE"] = str(reuse)
     return start_process("wasmhttp serve", [WASMHTTP, "serve", wasm, "--listen",
-                                            f"127.0.0.1:{port}", *guest_args], port, env)
+                                            f"127.0.0.1:{port}", *guest_args], port, env,
+                         ready_path)
+
+
+def wasmhttp_app(routes, port, env=None, ready_path="/"):
+    """`wasmhttp serve --route PATH=COMPONENT,name=NAME ...`: an app."""
+    env = {"WASMHTTP_ADMIN_LISTEN": "off", **(env or {})}
+    flags = [f"--route={path}={wasm},name={name}" for path, wasm, name in routes]
+    return start_process("wasmhttp serve (app)", [WASMHTTP, "serve", *flags, "--listen",
+                                                  f"127.0.0.1:{port}"], port, env, ready_path)
+
+
+def together(caller, callee):
+    """Two servers measured as one (the caller's port; both processes' CPU)."""
+    def stop():
+        caller.stop()
+        callee.stop()
+    return Server(caller.name, caller.port, lambda: caller.pids() + callee.pids(), stop)
 
 
 class Containerd:
@@ -576,6 +599,44 @@ def cgi(args, hello, module, component):
                       [("wasmhttp serve", start)])
 
 
+def apps(args, hello):
+    """Routing: hello alone against hello as one route of APP_ROUTES (the
+    request matching a prefix route among them). Calls: proxy-js fetching
+    hello from the same app in-process (`http://hello.app.internal/`)
+    against fetching it from a second `wasmhttp serve` over loopback HTTP
+    (what a call to another pod would be, less the network); both count
+    the two components' CPU."""
+    routed = [(f"/r{i}/...", hello, f"r{i}") for i in range(APP_ROUTES - 1)]
+    routed.append(("/...", hello, f"r{APP_ROUTES - 1}"))
+    middle = f"/r{APP_ROUTES // 2}/bench"
+
+    callee_port = free_port()
+
+    def over_loopback(_wasm, port):
+        callee = wasmhttp_serve(hello, callee_port)
+        try:
+            caller = wasmhttp_serve(PROXY_JS, port, env={
+                "WASMHTTP_ALLOWED_OUTBOUND_HOSTS": f"127.0.0.1:{callee_port}"},
+                ready_path=f"/?url=http://127.0.0.1:{callee_port}/ready")
+        except Exception:
+            callee.stop()
+            raise
+        return together(caller, callee)
+
+    rows = throughput(args, [("hello, one component", hello, None)],
+                      [("wasmhttp serve", lambda _w: lambda wasm, port: wasmhttp_serve(wasm, port))])
+    rows += throughput(args, [(f"hello, one route of {APP_ROUTES}", hello, None, middle)],
+                       [("wasmhttp serve", lambda _w: lambda _wasm, port: wasmhttp_app(routed, port))])
+    in_process = [("/proxy/...", PROXY_JS, "front"), ("/...", hello, "hello")]
+    rows += throughput(args, [("proxy-js → hello, in-process call", PROXY_JS, None,
+                               "/proxy/?url=http://hello.app.internal/bench")],
+                       [("wasmhttp serve", lambda _w: lambda _wasm, port: wasmhttp_app(in_process, port))])
+    rows += throughput(args, [("proxy-js → hello, loopback HTTP", PROXY_JS, None,
+                               f"/?url=http://127.0.0.1:{callee_port}/bench")],
+                       [("wasmhttp serve", lambda _w: over_loopback)])
+    return rows
+
+
 def start_redis():
     """A Redis of the bench's own on a free loopback port, nothing persisted."""
     port = free_port()
@@ -639,7 +700,7 @@ def store(args, cgi_platform):
 
 
 def goals(data):
-    """Issue 18's speed goals, each against what this run measured."""
+    """Issues 18's and 25's speed goals, each against what this run measured."""
     def rps(workload, contender):
         return next((r["rps"] for r in data["throughput"]
                      if r["workload"] == workload and r["contender"] == contender), None)
@@ -679,6 +740,11 @@ def goals(data):
                      *at_least(over(reused, native), 0.5)))
     for image in ("hello-js, wasmhttp image", "hello-js, rootfs image"):
         rows.append((f"{image}: cached start", "≤ 150 ms", *at_most(cached_ms(image), 150, "ms")))
+    def app_rps(workload):
+        return next((r["rps"] for r in data.get("apps") or [] if r["workload"] == workload), None)
+    rows.append((f"hello, one route of {APP_ROUTES} (issue 25)", "≥ 0.95× hello alone",
+                 *at_least(over(app_rps(f"hello, one route of {APP_ROUTES}"),
+                                app_rps("hello, one component")), 0.95)))
     floor, hello = pss_mib("floor: runwasi shim, no engine"), pss_mib("wasmhttp, hello")
     rows.append(("idle hello container, PSS over the floor", "≤ 3.0 MiB",
                  *at_most(hello - floor if hello and floor else None, 3.0, "MiB", 1)))
@@ -728,6 +794,18 @@ def report(data):
             lines.append(f"| {r['workload']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
                          f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {ratio(r['rps'], base)} | "
                          f"{fmt(r['cpu_us_per_request'])} |")
+    if data.get("apps"):
+        lines += ["", f"Apps, all in `wasmhttp serve`; same load. Routing: hello alone against hello "
+                  f"as one of {APP_ROUTES} routes. Calls: proxy-js fetching hello in-process against "
+                  "over loopback HTTP from a second server (server CPU: both components').", "",
+                  "| workload | rps | p50 ms | p99 ms | errors | × the first of its pair | server CPU µs per request |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for first, second in ((0, 1), (3, 2)):
+            pair = data["apps"][first], data["apps"][second]
+            for r in pair:
+                lines.append(f"| {r['workload']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+                             f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {ratio(r['rps'], pair[0]['rps'])} | "
+                             f"{fmt(r['cpu_us_per_request'])} |")
     lines += ["", f"Cold start: `ctr run` → first 200 (first start compiles; cached: median of "
               f"{data['cold_start'][0]['runs'] if data['cold_start'] else 0} runs, and its split).", "",
               "| image | first start ms | cached ms | cached min ms | first log line at ms | load ms | listening at ms |",
@@ -750,7 +828,7 @@ def report(data):
                   f"{fmt(d['start_per_s'], 1)} | {fmt(d['pss_total_kib'] / 1024)} | "
                   f"{fmt(d['pss_per_container_kib'] / 1024, 1)} | {fmt(d['stop_s'], 1)} |"]
     if data.get("goals"):
-        lines += ["", "Goals (issue 18), from this run:", "", "| what | goal | measured | |",
+        lines += ["", "Goals (issues 18 and 25), from this run:", "", "| what | goal | measured | |",
                   "|---|---|---:|---|"]
         lines += [f"| {what} | {goal} | {measured} | {verdict} |"
                   for what, goal, measured, verdict in data["goals"]]
@@ -773,11 +851,11 @@ def smoke_check(data, sections):
     must have produced its rows, and every container it started must have
     answered: what breaks the bench fails `make test`."""
     problems = []
-    for key, section in (("throughput", "throughput"), ("cgi", "cgi"), ("cold_start", "cold"),
-                         ("idle_memory", "memory")):
+    for key, section in (("throughput", "throughput"), ("cgi", "cgi"), ("apps", "apps"),
+                         ("cold_start", "cold"), ("idle_memory", "memory")):
         if section in sections and not data[key]:
             problems.append(f"the {section} section produced no rows")
-    for key in ("throughput", "cgi"):
+    for key in ("throughput", "cgi", "apps"):
         if key in sections:
             problems += [f"{key}: {r['workload']} on {r['contender']} served nothing"
                          for r in data[key] if not r["rps"] or r["errors"]]
@@ -813,8 +891,8 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="every section for a second or so, without --wasmtime if need be "
                              "(make test runs it so the bench cannot rot; its numbers mean nothing)")
-    parser.add_argument("--sections", default="throughput,cgi,store,cold,memory,density",
-                        help="comma-separated subset of throughput,cgi,store,cold,memory,density")
+    parser.add_argument("--sections", default="throughput,cgi,apps,store,cold,memory,density",
+                        help="comma-separated subset of throughput,cgi,apps,store,cold,memory,density")
     parser.add_argument("--report", metavar="RESULTS_JSON",
                         help="only print the tables of an earlier run")
     args = parser.parse_args()
@@ -917,6 +995,7 @@ def main():
         data["throughput"] = throughput(args, workloads, contenders) \
             if "throughput" in sections else []
         data["cgi"] = cgi(args, hello, cgi_module, cgi_component) if "cgi" in sections else []
+        data["apps"] = apps(args, hello) if "apps" in sections else []
         data["store"] = store(args, os.path.join(work, "cgi-platform.wasm")) \
             if "store" in sections else None
 

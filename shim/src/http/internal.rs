@@ -84,10 +84,11 @@ impl Handler {
         req: Request<Incoming>,
         route: &str,
     ) -> Result<(&Target, Request<Incoming>), Failure> {
+        // targets are in the table's order
         let index = self
-            .targets
-            .iter()
-            .position(|target| target.name.as_deref() == Some(route))
+            .routes
+            .as_ref()
+            .and_then(|table| table.named(route))
             .ok_or_else(|| Failure::NoRouteNamed(route.to_string()))?;
         let target = &self.targets[index];
         let matched = Matched {
