@@ -120,14 +120,19 @@ for bad in (
         sys.exit(f"manifests: the chart accepted {bad}")
 print("manifests: bad values are refused: ok")
 
-# Every setting the README's configuration table lists, with the example
-# value of its last column, is accepted and published as given; and a number
-# given with --set (an integer to Helm) as well.
+# Every setting the README's configuration table lists, with the (first)
+# value of its example column, is accepted and published as given; and a
+# number given with --set (an integer to Helm) as well.
 readme_settings = {}
+example_column = None
 for line in (ROOT / "README.md").read_text().splitlines():
-    if line.startswith("| `WASMHTTP_"):
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        readme_settings[cells[0].strip("`")] = cells[-1].split("`")[1]
+    cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    if line.startswith("| variable |") and "example" in cells:
+        example_column = cells.index("example")
+    elif line.startswith("| `WASMHTTP_"):
+        if example_column is None:
+            sys.exit("manifests: a setting's row comes before the table's header names its example column")
+        readme_settings[cells[0].strip("`")] = cells[example_column].split("`")[1]
 if len(readme_settings) < 14:
     sys.exit(f"manifests: the README's configuration table has {len(readme_settings)} rows")
 with tempfile.NamedTemporaryFile("w", suffix=".yaml") as values:
