@@ -248,15 +248,14 @@ impl What {
                 (table, PathBuf::from("."))
             }
             (Some(file), true) => {
-                let bytes = read(&file)?;
-                if bytes.starts_with(b"\0asm") {
+                // as the shim tells them apart: an app's manifest is a .toml
+                // file; anything else is a program, which `world::detect`
+                // explains if it is not one
+                if file.extension().is_none_or(|ext| ext != "toml") {
                     return Ok(Self::Component(file));
                 }
-                let text = String::from_utf8(bytes).with_context(|| {
-                    format!(
-                        "{} is neither a component (.wasm) nor an app manifest",
-                        file.display()
-                    )
+                let text = String::from_utf8(read(&file)?).with_context(|| {
+                    format!("{} is not an app manifest (not UTF-8 text)", file.display())
                 })?;
                 let table = routes::RouteTable::parse(&text)
                     .with_context(|| format!("{}", file.display()))?;
