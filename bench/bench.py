@@ -98,10 +98,26 @@ def log(*args):
     print("bench:", *args, file=sys.stderr, flush=True)
 
 
+# Ports below the kernel's ephemeral range (32768-60999 by default): a bind to
+# port 0, and every client connection, takes one from that range, so the
+# kernel may hand the same "free" port to two servers started one after the
+# other. Each port is handed out once per run.
+_TEST_PORTS = range(20000, 32000)
+_handed_out = [0]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    start = (os.getpid() * 7919) % len(_TEST_PORTS)
+    for _ in range(len(_TEST_PORTS)):
+        port = _TEST_PORTS[(start + _handed_out[0]) % len(_TEST_PORTS)]
+        _handed_out[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {_TEST_PORTS}")
 
 
 def http_status(port, path="/", timeout=1.0):

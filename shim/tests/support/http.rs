@@ -168,13 +168,29 @@ pub fn wait_until_serving(addr: SocketAddr, timeout: Duration) -> Result<Respons
     ))
 }
 
-/// A loopback port that was free a moment ago.
+/// The loopback ports [`free_port`] hands out: below the kernel's ephemeral
+/// range (32768–60999 by default), where a `bind(:0)` and every client
+/// connection of the suites take theirs. Port 0 would let the kernel give the
+/// same "free" port to two callers in a row (seen in CI: a server's admin and
+/// listen address were one port, so every request met the admin server's 404).
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A loopback port that was free a moment ago and that this process has not
+/// handed out before. Each process starts at its own place in
+/// [`TEST_PORTS`], so two suites running at once rarely try the same ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let count = TEST_PORTS.end - TEST_PORTS.start;
+    let start = std::process::id().wrapping_mul(7_919) % count;
+    for _ in 0..count {
+        let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        let port = (TEST_PORTS.start + (start + n) % count) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {TEST_PORTS:?}");
 }
 
 /// `count` GET requests for `path`, each on its own connection and thread,
