@@ -41,8 +41,10 @@ fuzz_target!(|input: Input| {
                 env: Vec::new(),
                 args: Vec::new(),
                 volumes: None,
+                middleware: Vec::new(),
             })
             .collect(),
+        ..Manifest::default()
     };
     if let Ok(table) = RouteTable::from_manifest(manifest) {
         check(&table, &input.paths);

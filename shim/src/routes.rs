@@ -58,9 +58,14 @@ pub const ROUTE_BASE_HEADER: &str = "x-wasmhttp-route-base";
 pub const PATH_INFO_HEADER: &str = "x-wasmhttp-path-info";
 
 /// `app.toml`, as written.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Middleware in front of every route (before a route's own): files
+    /// relative to the manifest, the first one meeting a request first.
+    /// (Before the routes: TOML writes plain values before tables.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleware: Vec<String>,
     #[serde(rename = "route", default)]
     pub routes: Vec<RouteEntry>,
 }
@@ -84,6 +89,12 @@ pub struct RouteEntry {
     /// all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<String>>,
+    /// Middleware in front of this route's component, after the manifest's
+    /// own: `wasi:http/middleware@0.3.0` components composed with it by
+    /// `wasmhttp image` (an image's manifest names none: they are inside
+    /// the route's component).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleware: Vec<String>,
 }
 
 /// A route's path, parsed.
@@ -231,6 +242,9 @@ pub struct Route {
     pub env: Vec<String>,
     pub args: Vec<String>,
     pub volumes: Option<Vec<String>>,
+    /// The manifest's middleware, then the route's: the first meets a
+    /// request first.
+    pub middleware: Vec<String>,
 }
 
 impl Route {
@@ -300,6 +314,15 @@ impl RouteTable {
                     bail!("{}: env {entry:?}: expected NAME=VALUE", which());
                 }
             }
+            let middleware: Vec<String> = manifest
+                .middleware
+                .iter()
+                .chain(&entry.middleware)
+                .cloned()
+                .collect();
+            if middleware.iter().any(|file| file.trim().is_empty()) {
+                bail!("{}: names an empty middleware file", which());
+            }
             routes.push(Route {
                 name,
                 pattern,
@@ -307,6 +330,7 @@ impl RouteTable {
                 env: entry.env,
                 args: entry.args,
                 volumes: entry.volumes,
+                middleware,
             });
         }
         Ok(Self { routes })
@@ -316,6 +340,7 @@ impl RouteTable {
     /// names it (in an image: where it was put).
     pub fn to_manifest(&self, locate: impl Fn(&Route) -> String) -> Manifest {
         Manifest {
+            middleware: Vec::new(),
             routes: self
                 .routes
                 .iter()
@@ -326,6 +351,7 @@ impl RouteTable {
                     env: route.env.clone(),
                     args: route.args.clone(),
                     volumes: route.volumes.clone(),
+                    middleware: route.middleware.clone(),
                 })
                 .collect(),
         }
@@ -356,6 +382,22 @@ impl RouteTable {
             let (base, rest) = split_as_sent(path, &normal, rest.len());
             Matched { index, base, rest }
         }))
+    }
+
+    /// That no route names middleware still to compose: an image's
+    /// manifest, whose routes' middleware `wasmhttp image` composed into
+    /// their components, names none.
+    pub fn check_composed(&self) -> Result<()> {
+        if let Some(route) = self.routes.iter().find(|r| !r.middleware.is_empty()) {
+            bail!(
+                "{} names middleware ({}) in the image's manifest, but middleware is composed \
+                 into a route's component when the image is built: build the image from this \
+                 manifest with `wasmhttp image`",
+                route.describe(),
+                route.middleware.join(", ")
+            );
+        }
+        Ok(())
     }
 
     /// The route called `name` (an in-process call's host).
@@ -471,6 +513,7 @@ pub fn route_flag(text: &str) -> Result<RouteEntry> {
         env: Vec::new(),
         args: Vec::new(),
         volumes: None,
+        middleware: Vec::new(),
     };
     let mut seen = HashMap::new();
     for part in parts {
@@ -481,7 +524,10 @@ pub fn route_flag(text: &str) -> Result<RouteEntry> {
             "name" => entry.name = Some(value.to_string()),
             "env" => entry.env.push(value.to_string()),
             "arg" => entry.args.push(value.to_string()),
-            _ => bail!("--route {text:?}: unknown key {key:?} (name=, env=NAME=VALUE, arg=)"),
+            "middleware" => entry.middleware.push(value.to_string()),
+            _ => bail!(
+                "--route {text:?}: unknown key {key:?} (name=, env=NAME=VALUE, arg=, middleware=)"
+            ),
         }
         *seen.entry(key).or_insert(0) += 1;
     }
@@ -506,8 +552,10 @@ mod tests {
                     env: vec![],
                     args: vec![],
                     volumes: None,
+                    middleware: vec![],
                 })
                 .collect(),
+            ..Manifest::default()
         })
         .unwrap()
     }
@@ -660,5 +708,31 @@ mod tests {
         assert_eq!(entry.env, ["WASMHTTP_MODE=cgi"]);
         assert!(route_flag("cgi.wasm").is_err());
         assert!(route_flag("/=a.wasm,colour=red").is_err());
+        let entry = route_flag("/api/...=api.wasm,middleware=auth.wasm,middleware=log.wasm").unwrap();
+        assert_eq!(entry.middleware, ["auth.wasm", "log.wasm"]);
+    }
+
+    #[test]
+    fn the_manifests_middleware_comes_before_a_routes_own() {
+        let t = RouteTable::parse(
+            "middleware = [\"log.wasm\"]\n\
+             [[route]]\npath = \"/api/...\"\ncomponent = \"api.wasm\"\nmiddleware = [\"auth.wasm\"]\n\
+             [[route]]\npath = \"/...\"\ncomponent = \"front.wasm\"\n",
+        )
+        .unwrap();
+        assert_eq!(t.routes[0].middleware, ["log.wasm", "auth.wasm"]);
+        assert_eq!(t.routes[1].middleware, ["log.wasm"]);
+        // written back, each route names its whole chain and the manifest none
+        let written = toml::to_string(&t.to_manifest(|route| route.component.clone())).unwrap();
+        assert_eq!(RouteTable::parse(&written).unwrap(), t);
+        let err = t.check_composed().unwrap_err().to_string();
+        assert!(err.contains("route /api/... (api) names middleware (log.wasm, auth.wasm)"), "{err}");
+        assert!(err.contains("wasmhttp image"), "{err}");
+        assert!(table(&[("/...", "front")]).check_composed().is_ok());
+        let err = RouteTable::parse(
+            "[[route]]\npath = \"/x\"\ncomponent = \"x.wasm\"\nmiddleware = [\" \"]\n",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("route 1 (\"/x\"): names an empty middleware file"), "{err:#}");
     }
 }

@@ -187,6 +187,9 @@ fn prepare_app(ctx: &impl RuntimeContext, manifest: &Path, env: Environment) -> 
         )
     })?;
     let table = RouteTable::parse(&text).with_context(|| format!("{}", manifest.display()))?;
+    table
+        .check_composed()
+        .with_context(|| format!("{}", manifest.display()))?;
     let base = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
     let layers = match ctx.entrypoint().source {
         Source::Oci(layers) => layers,

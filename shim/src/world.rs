@@ -51,6 +51,11 @@ pub enum NotRunnable {
     },
     /// A core module without a `_start` to run.
     CoreModule,
+    /// A `wasi:http/middleware` component: it imports the handler it
+    /// forwards to, so it is composed in front of one, never run alone.
+    Middleware {
+        handler: String,
+    },
     OtherWorld {
         exports: Vec<String>,
     },
@@ -71,6 +76,12 @@ impl fmt::Display for NotRunnable {
             NotRunnable::CoreModule => write!(
                 f,
                 "found a core WebAssembly module that exports no _start function (a library, not a program); expected {EXPECTED}"
+            ),
+            NotRunnable::Middleware { handler } => write!(
+                f,
+                "found middleware (it imports and exports {handler}): it stands in front of a \
+                 wasi:http 0.3 handler (`middleware = [...]` in an app's manifest, or \
+                 `--middleware`), and is not run alone"
             ),
             NotRunnable::OtherWorld { exports } if exports.is_empty() => {
                 write!(f, "found a component with no exports; expected {EXPECTED}")
@@ -94,8 +105,65 @@ impl fmt::Display for NotRunnable {
 
 impl std::error::Error for NotRunnable {}
 
-/// Decides what `bytes` is. Only the top-level exports of a component count:
-/// nested components and core modules inside it are skipped.
+/// The names a component imports and exports at its top level (nested
+/// components and core modules inside it are skipped).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interfaces {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+impl Interfaces {
+    /// The `wasi:http/handler@0.3.x` it imports, if it does: middleware's.
+    pub fn imported_handler(&self) -> Option<&str> {
+        self.imports
+            .iter()
+            .find(|name| name.starts_with(HTTP_SERVICE))
+            .map(String::as_str)
+    }
+
+    /// The `wasi:http/handler@0.3.x` it exports, if it does.
+    pub fn exported_handler(&self) -> Option<&str> {
+        self.exports
+            .iter()
+            .find(|name| name.starts_with(HTTP_SERVICE))
+            .map(String::as_str)
+    }
+}
+
+/// What a component imports and exports; `bytes` is known to be a component.
+pub fn interfaces(bytes: &[u8]) -> Result<Interfaces, NotRunnable> {
+    let malformed = |e: wasmparser::BinaryReaderError| NotRunnable::Malformed {
+        reason: e.to_string(),
+    };
+    let mut found = Interfaces::default();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    found
+                        .exports
+                        .push(export.map_err(malformed)?.name.name.to_string());
+                }
+            }
+            Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    found
+                        .imports
+                        .push(import.map_err(malformed)?.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// Decides what `bytes` is. Only the top-level imports and exports of a
+/// component count.
 pub fn detect(bytes: &[u8]) -> Result<World, NotRunnable> {
     if !Parser::is_component(bytes) {
         if Parser::is_core_wasm(bytes) {
@@ -105,26 +173,13 @@ pub fn detect(bytes: &[u8]) -> Result<World, NotRunnable> {
             starts_with: describe_start(bytes),
         });
     }
-    let mut exports = Vec::new();
-    let mut depth = 0usize;
-    for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload.map_err(|e| NotRunnable::Malformed {
-            reason: e.to_string(),
-        })?;
-        match payload {
-            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
-            Payload::End(_) => depth = depth.saturating_sub(1),
-            Payload::ComponentExportSection(section) if depth == 0 => {
-                for export in section {
-                    let export = export.map_err(|e| NotRunnable::Malformed {
-                        reason: e.to_string(),
-                    })?;
-                    exports.push(export.name.name.to_string());
-                }
-            }
-            _ => {}
-        }
+    let found = interfaces(bytes)?;
+    if let Some(handler) = found.imported_handler() {
+        return Err(NotRunnable::Middleware {
+            handler: handler.to_string(),
+        });
     }
+    let exports = found.exports;
     if exports.iter().any(|e| e.starts_with(HTTP_HANDLER)) {
         Ok(World::HttpHandler)
     } else if exports.iter().any(|e| e.starts_with(HTTP_SERVICE)) {

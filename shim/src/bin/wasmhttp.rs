@@ -37,9 +37,14 @@ enum Command {
         /// The component (.wasm), or an app's manifest (app.toml).
         component: Option<PathBuf>,
         /// An app's route instead of a manifest (repeatable):
-        /// PATH=COMPONENT[,name=NAME][,env=NAME=VALUE][,arg=ARG].
+        /// PATH=COMPONENT[,name=NAME][,env=NAME=VALUE][,arg=ARG][,middleware=FILE].
         #[arg(long = "route", value_name = "PATH=COMPONENT[,...]")]
         routes: Vec<String>,
+        /// A wasi:http/middleware@0.3.0 component composed in front of the
+        /// wasi:http 0.3 handler, or of every route's (repeatable; the first
+        /// meets a request first, before an app's own middleware).
+        #[arg(long = "middleware", value_name = "FILE")]
+        middleware: Vec<PathBuf>,
         /// Listen address; overrides WASMHTTP_LISTEN.
         #[arg(long)]
         listen: Option<String>,
@@ -58,9 +63,14 @@ enum Command {
         /// The component (.wasm), or an app's manifest (app.toml).
         component: Option<PathBuf>,
         /// An app's route instead of a manifest (repeatable):
-        /// PATH=COMPONENT[,name=NAME][,env=NAME=VALUE][,arg=ARG].
+        /// PATH=COMPONENT[,name=NAME][,env=NAME=VALUE][,arg=ARG][,middleware=FILE].
         #[arg(long = "route", value_name = "PATH=COMPONENT[,...]")]
         routes: Vec<String>,
+        /// A wasi:http/middleware@0.3.0 component composed in front of the
+        /// wasi:http 0.3 handler, or of every route's (repeatable; the first
+        /// meets a request first, before an app's own middleware).
+        #[arg(long = "middleware", value_name = "FILE")]
+        middleware: Vec<PathBuf>,
         /// Image reference, e.g. hello:1.0 or ghcr.io/acme/hello:1.0.
         #[arg(long)]
         name: String,
@@ -98,22 +108,30 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Serve {
             component,
             routes,
+            middleware,
             listen,
             env,
             volumes,
             args,
-        } => serve(What::of(component, &routes)?, listen, env, volumes, args),
+        } => serve(
+            What::of(component, &routes, &middleware)?,
+            listen,
+            env,
+            volumes,
+            args,
+        ),
         Command::Image {
             component,
             routes,
+            middleware,
             name,
             output,
             artifact,
             author,
             annotations,
         } => {
-            let component = match What::of(component, &routes)? {
-                What::Component(component) => component,
+            let (component, wasm) = match What::of(component, &routes, &middleware)? {
+                What::Component { path, wasm } => (path, wasm),
                 What::App(app) => {
                     anyhow::ensure!(
                         !artifact,
@@ -135,7 +153,6 @@ fn run(cli: Cli) -> Result<i32> {
                     return Ok(0);
                 }
             };
-            let wasm = read(&component)?;
             let summary = if artifact {
                 let metadata = image::ArtifactMetadata {
                     created: created_now(),
@@ -220,15 +237,16 @@ fn write_whole<T>(
     written
 }
 
-/// What `serve` and `image` were given: one component, or an app (a
-/// manifest, or `--route` flags).
+/// What `serve` and `image` were given: one component (with any
+/// `--middleware` composed in front of it), or an app (a manifest, or
+/// `--route` flags).
 enum What {
-    Component(PathBuf),
+    Component { path: PathBuf, wasm: Vec<u8> },
     App(image::AppComponents),
 }
 
 impl What {
-    fn of(file: Option<PathBuf>, route_flags: &[String]) -> Result<Self> {
+    fn of(file: Option<PathBuf>, route_flags: &[String], middleware: &[PathBuf]) -> Result<Self> {
         let (table, base) = match (file, route_flags.is_empty()) {
             (Some(_), false) => anyhow::bail!(
                 "give a component, a manifest or --route flags, not both a file and --route"
@@ -244,7 +262,10 @@ impl What {
                     .map(|flag| routes::route_flag(flag))
                     .collect::<Result<Vec<_>>>()?;
                 let table =
-                    routes::RouteTable::from_manifest(routes::Manifest { routes: entries })?;
+                    routes::RouteTable::from_manifest(routes::Manifest {
+                    routes: entries,
+                    ..Default::default()
+                })?;
                 (table, PathBuf::from("."))
             }
             (Some(file), true) => {
@@ -252,7 +273,24 @@ impl What {
                 // file; anything else is a program, which `world::detect`
                 // explains if it is not one
                 if file.extension().is_none_or(|ext| ext != "toml") {
-                    return Ok(Self::Component(file));
+                    let wasm = read(&file)?;
+                    if middleware.is_empty() {
+                        return Ok(Self::Component { path: file, wasm });
+                    }
+                    let world = world::detect(&wasm)
+                        .with_context(|| format!("{} is not runnable", file.display()))?;
+                    let chain = middleware.iter().map(read).collect::<Result<Vec<_>>>()?;
+                    let names: Vec<String> =
+                        middleware.iter().map(|m| m.display().to_string()).collect();
+                    let chain: Vec<image::middleware::Middleware<'_>> = names
+                        .iter()
+                        .zip(&chain)
+                        .map(|(name, wasm)| image::middleware::Middleware { name, wasm })
+                        .collect();
+                    let wasm = image::middleware::compose(&wasm, world, &chain).with_context(
+                        || format!("{} behind {}", file.display(), names.join(", ")),
+                    )?;
+                    return Ok(Self::Component { path: file, wasm });
                 }
                 let text = String::from_utf8(read(&file)?).with_context(|| {
                     format!("{} is not an app manifest (not UTF-8 text)", file.display())
@@ -263,6 +301,18 @@ impl What {
                 (table, base)
             }
         };
+        // --middleware files are the caller's paths, in front of every route's own
+        let mut table = table;
+        let given = middleware
+            .iter()
+            .map(std::path::absolute)
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("resolving --middleware")?;
+        for route in &mut table.routes {
+            let own = std::mem::take(&mut route.middleware);
+            route.middleware = given.iter().map(|m| m.display().to_string()).collect();
+            route.middleware.extend(own);
+        }
         let app = image::AppComponents::load(table, |component| read(&base.join(component)))?;
         Ok(Self::App(app))
     }
@@ -296,8 +346,10 @@ fn serve(
     let env = Environment::from_entries(&entries, &Limits::default())?;
 
     let prepared = match what {
-        What::Component(component) => {
-            let wasm = read(&component)?;
+        What::Component {
+            path: component,
+            wasm,
+        } => {
             let world = world::detect(&wasm)
                 .with_context(|| format!("{} is not runnable", component.display()))?;
             let mut args = vec![component.display().to_string()];

@@ -2,13 +2,16 @@
 //! one tar layer. The manifest is the image's entrypoint (`/app.toml`), and
 //! each component sits at `/app/<route name>.wasm`, where the manifest
 //! names it; the shim's precompile step compiles every `.wasm` of the layer,
-//! so each component is cached as a single one is.
+//! so each component is cached as a single one is. A route's middleware is
+//! composed with its component here ([`super::middleware`]): the image holds
+//! the one component that results, and its manifest names no middleware.
 
 use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::{Context, Result};
 
+use super::middleware::{Middleware, compose};
 use crate::routes::{self, COMPONENT_DIR, MANIFEST_PATH, RouteTable};
 use crate::settings::{Environment, Limits};
 use crate::world::{self, World};
@@ -22,8 +25,9 @@ pub struct AppComponents {
 }
 
 impl AppComponents {
-    /// Reads each route's component through `read` (given the manifest's
-    /// `component`), and checks that its route can serve it with the
+    /// Reads each route's component and middleware through `read` (given
+    /// the manifest's names), composes the middleware in front of the
+    /// component, and checks that the route can serve the result with the
     /// default container settings and its own: what a container start
     /// checks again, with the container's.
     pub fn load(table: RouteTable, mut read: impl FnMut(&str) -> Result<Vec<u8>>) -> Result<Self> {
@@ -35,6 +39,20 @@ impl AppComponents {
                 let bytes = read(&route.component)?;
                 let world = world::detect(&bytes)
                     .with_context(|| format!("{} is not runnable", route.component))?;
+                let chain = route
+                    .middleware
+                    .iter()
+                    .map(|file| read(file))
+                    .collect::<Result<Vec<_>>>()?;
+                let chain: Vec<Middleware<'_>> = route
+                    .middleware
+                    .iter()
+                    .zip(&chain)
+                    .map(|(name, wasm)| Middleware { name, wasm })
+                    .collect();
+                let bytes = compose(&bytes, world, &chain).with_context(|| {
+                    format!("{} behind {}", route.component, route.middleware.join(", "))
+                })?;
                 routes::plan_route(route, &env, world)?;
                 Ok::<_, anyhow::Error>((bytes, world))
             })()
@@ -61,24 +79,32 @@ pub struct AppSummary {
 
 /// Writes the image archive of `app` to `out`: `/app.toml`, the manifest
 /// with each component where it was put, then the components (one file per
-/// distinct component, shared by the routes naming the same one).
+/// distinct component, shared by the routes whose components are the same
+/// bytes: two routes naming one file with different middleware are two).
 pub fn write_app_image(
     app: &AppComponents,
     reference: &str,
     out: impl Write,
 ) -> Result<AppSummary> {
-    let mut placed: HashMap<&str, String> = HashMap::new();
+    let mut placed: HashMap<&[u8], String> = HashMap::new();
     let mut files: Vec<(String, &[u8])> = Vec::new();
+    let mut located: Vec<String> = Vec::with_capacity(app.wasm.len());
     for (route, wasm) in app.table.routes.iter().zip(&app.wasm) {
-        placed.entry(&route.component).or_insert_with(|| {
+        let path = placed.entry(wasm.as_slice()).or_insert_with(|| {
             let path = format!("{COMPONENT_DIR}/{}.wasm", route.name);
             files.push((path.clone(), wasm));
             path
         });
+        located.push(path.clone());
     }
-    let manifest = app
-        .table
-        .to_manifest(|route| placed[route.component.as_str()].clone());
+    let mut manifest = app.table.to_manifest(|route| {
+        let index = app.table.routes.iter().position(|r| r.name == route.name);
+        located[index.expect("a route of this table")].clone()
+    });
+    // composed into the components above
+    for route in &mut manifest.routes {
+        route.middleware.clear();
+    }
     let manifest = toml::to_string(&manifest).context("writing the app manifest")?;
     let mut all: Vec<(&str, &[u8])> = vec![(MANIFEST_PATH, manifest.as_bytes())];
     all.extend(files.iter().map(|(path, wasm)| (path.as_str(), *wasm)));
@@ -97,7 +123,13 @@ pub fn write_app_image(
             .routes
             .iter()
             .zip(&app.worlds)
-            .map(|(route, world)| (route.describe(), *world))
+            .map(|(route, world)| {
+                let described = match route.middleware.as_slice() {
+                    [] => route.describe(),
+                    chain => format!("{} behind {}", route.describe(), chain.join(", ")),
+                };
+                (described, *world)
+            })
             .collect(),
     })
 }
@@ -170,6 +202,66 @@ mod tests {
         assert_eq!(carried.routes[2].component, "/app/cgi.wasm");
         assert_eq!(carried.routes[2].args, ["-v"]);
         assert_eq!(inner["app/cgi.wasm"], fixtures("cgi").unwrap());
+    }
+
+    #[test]
+    fn middleware_is_composed_into_each_routes_own_component_file() {
+        use super::super::middleware::tests::{pass_through, stand_in_handler};
+        let app = AppComponents::load(
+            table(
+                r#"
+                [[route]]
+                path = "/a/..."
+                component = "api.wasm"
+                name = "a"
+                middleware = ["auth.wasm"]
+                [[route]]
+                path = "/b/..."
+                component = "api.wasm"
+                name = "b"
+                [[route]]
+                path = "/c/..."
+                component = "api.wasm"
+                name = "c"
+                middleware = ["auth.wasm"]
+                "#,
+            ),
+            |name| match name {
+                "api.wasm" => Ok(stand_in_handler()),
+                "auth.wasm" => Ok(pass_through("0.3.0")),
+                other => anyhow::bail!("reading {other}: No such file or directory"),
+            },
+        )
+        .unwrap();
+        assert_ne!(app.wasm[0], app.wasm[1], "composed");
+        assert_eq!(app.wasm[0], app.wasm[2], "the same chain, the same bytes");
+        let mut out = Vec::new();
+        let summary = write_app_image(&app, "app:1", &mut out).unwrap();
+        assert_eq!(summary.routes[0].0, "route /a/... (a) behind auth.wasm");
+        assert_eq!(summary.routes[1].0, "route /b/... (b)");
+
+        let files = read_archive(&out);
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let blob = |digest: &str| {
+            &files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))]
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(blob(index["manifests"][0]["digest"].as_str().unwrap()))
+                .unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&blob(manifest["layers"][0]["digest"].as_str().unwrap())[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        let inner = read_archive(&tar);
+        let mut names: Vec<&String> = inner.keys().collect();
+        names.sort();
+        // a and c share their composed component; b has the handler alone
+        assert_eq!(names, ["app.toml", "app/a.wasm", "app/b.wasm"]);
+        assert_eq!(inner["app/b.wasm"], stand_in_handler());
+        let carried = table(std::str::from_utf8(&inner["app.toml"]).unwrap());
+        assert_eq!(carried.routes[2].component, "/app/a.wasm");
+        assert!(carried.routes.iter().all(|route| route.middleware.is_empty()));
+        carried.check_composed().unwrap();
     }
 
     #[test]

@@ -33,6 +33,7 @@ use crate::world::{self, World};
 mod app;
 mod archive;
 mod artifact;
+pub mod middleware;
 
 pub use app::{AppComponents, AppSummary, write_app_image};
 pub use archive::{OciArchive, gzip, single_file_tar};
