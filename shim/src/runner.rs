@@ -206,15 +206,21 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     // one for the app: the HTTP side serves its routes' calls to each other
     let app_calls = Arc::new(AppCalls::default());
     let mut served = Vec::with_capacity(parts.len());
+    // routes naming the same bytes (one component under several paths, or
+    // one handler behind the same middleware) are compiled once
+    let mut compiled = Compiled::default();
     for (index, part) in parts.into_iter().enumerate() {
         let route = routes.as_ref().map(|table| &table.routes[index]);
         let named = route.map_or(String::new(), |route| format!("{}: ", route.describe()));
         let started = Instant::now();
-        let (code, pool) = load_for_serving(part.code, &part.env.settings, pools)
-            .with_context(|| named.trim_end_matches(": ").to_string())?;
+        let described = named.trim_end_matches(": ").to_string();
+        let (code, pool, shared) =
+            load_for_serving(part.code, &part.env.settings, pools, &mut compiled, &described)
+                .with_context(|| described.clone())?;
         engine::release_freed_memory();
+        let shared = shared.map_or(String::new(), |first| format!(" (compiled once, for {first})"));
         eprintln!(
-            "wasmhttp: {named}{} loaded in {:.1} ms; {pool}",
+            "wasmhttp: {named}{} loaded in {:.1} ms{shared}; {pool}",
             part.world,
             started.elapsed().as_secs_f64() * 1e3
         );
@@ -307,7 +313,9 @@ fn load_for_serving(
     code: ComponentCode,
     settings: &Settings,
     pools: u32,
-) -> Result<(Code, engine::Pool)> {
+    compiled: &mut Compiled,
+    described: &str,
+) -> Result<(Code, engine::Pool, Option<String>)> {
     let sized = |footprint| {
         let pool = engine::Pool::sized_sharing(
             footprint,
@@ -325,12 +333,30 @@ fn load_for_serving(
     } = code
     {
         let (serving, pool) = sized(footprint)?;
-        return Ok((load(&serving, code)?, pool));
+        return Ok((load(&serving, code)?, pool, None));
     }
-    let loaded = load(&engine::new_engine()?, code)?;
+    let (loaded, shared) = match &code {
+        ComponentCode::Wasm(wasm) => {
+            let digest = crate::precompile::sha256_hex(wasm);
+            match compiled.0.get(&digest) {
+                Some((loaded, first)) => (loaded.clone(), Some(first.clone())),
+                None => {
+                    let loaded = load(&engine::new_engine()?, code)?;
+                    compiled.0.insert(digest, (loaded.clone(), described.to_string()));
+                    (loaded, None)
+                }
+            }
+        }
+        ComponentCode::Precompiled { .. } => (load(&engine::new_engine()?, code)?, None),
+    };
     let (serving, pool) = sized(engine::Footprint::of(&loaded))?;
-    Ok((engine::move_to(&serving, &loaded)?, pool))
+    Ok((engine::move_to(&serving, &loaded)?, pool, shared))
 }
+
+/// The code compiled so far from wasm, by the wasm's SHA-256, with the
+/// route it was compiled for.
+#[derive(Default)]
+struct Compiled(std::collections::HashMap<String, (Code, String)>);
 
 fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Code> {
     match code {
