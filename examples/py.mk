@@ -7,7 +7,10 @@ ROOT := $(abspath ../..)
 BIN := $(ROOT)/target/debug
 COMPONENTIZE_PY ?= $(ROOT)/build/tools/venv/bin/componentize-py
 
-all: build/$(NAME).tar
+# An example that is not run alone (middleware) builds the component only:
+# it sets TARGET := build/$(NAME).wasm.
+TARGET ?= build/$(NAME).tar
+all: $(TARGET)
 
 build/wit/world.wit: wit/world.wit $(BIN)/wasmhttp-fixtures
 	$(BIN)/wasmhttp-fixtures wit build/wit wit/world.wit $(WIT_FLAGS)

@@ -10,6 +10,9 @@ on meanwhile), `?allocate=MIB` holds MIB MiB while answering, `?fail=1` raises
 (the instance traps: its own requests fail, no others). The answer says how
 many requests this instance has served, and how many it is serving now.
 
+`?header=NAME` answers the request header NAME's values, one a line (404 when
+it has none): what a middleware in front of this handler forwarded.
+
 `?url=URL` fetches URL with wasi:http 0.3's `client.send` and answers what came
 back (502 with the error code when the host refuses or the request fails);
 `?file=PATH` answers the file's contents (404 when missing), and a PUT with it
@@ -86,6 +89,13 @@ class Handler(exports.Handler):
             if value is None:
                 return respond(404, b"no such key\n")
             return respond(200, value.encode())
+        if "header" in query:
+            # what arrived of a request header (one line a value; 404 when
+            # absent): what middleware in front of this handler forwarded
+            values = request.get_headers().get(query["header"][0])
+            if not values:
+                return respond(404, b"no such header\n")
+            return respond(200, b"".join(value + b"\n" for value in values))
         if "log" in query:
             logging.log(logging.Level.INFO, "service-py", query["log"][0])
         body = (
