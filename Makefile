@@ -36,6 +36,9 @@ examples: build
 	@$(MAKE) --no-print-directory -C examples/counter-py
 	@$(MAKE) --no-print-directory -C examples/cgi-c
 	@$(MAKE) --no-print-directory -C examples/cgi-lua
+	@$(MAKE) --no-print-directory -C examples/auth-py
+	@$(MAKE) --no-print-directory -C examples/cors-py
+	@$(MAKE) --no-print-directory -C examples/app
 
 demo: examples
 	@scripts/demo.sh
