@@ -708,7 +708,8 @@ mod tests {
         assert_eq!(entry.env, ["WASMHTTP_MODE=cgi"]);
         assert!(route_flag("cgi.wasm").is_err());
         assert!(route_flag("/=a.wasm,colour=red").is_err());
-        let entry = route_flag("/api/...=api.wasm,middleware=auth.wasm,middleware=log.wasm").unwrap();
+        let entry =
+            route_flag("/api/...=api.wasm,middleware=auth.wasm,middleware=log.wasm").unwrap();
         assert_eq!(entry.middleware, ["auth.wasm", "log.wasm"]);
     }
 
@@ -726,13 +727,19 @@ mod tests {
         let written = toml::to_string(&t.to_manifest(|route| route.component.clone())).unwrap();
         assert_eq!(RouteTable::parse(&written).unwrap(), t);
         let err = t.check_composed().unwrap_err().to_string();
-        assert!(err.contains("route /api/... (api) names middleware (log.wasm, auth.wasm)"), "{err}");
+        assert!(
+            err.contains("route /api/... (api) names middleware (log.wasm, auth.wasm)"),
+            "{err}"
+        );
         assert!(err.contains("wasmhttp image"), "{err}");
         assert!(table(&[("/...", "front")]).check_composed().is_ok());
         let err = RouteTable::parse(
             "[[route]]\npath = \"/x\"\ncomponent = \"x.wasm\"\nmiddleware = [\" \"]\n",
         )
         .unwrap_err();
-        assert!(format!("{err:#}").contains("route 1 (\"/x\"): names an empty middleware file"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("route 1 (\"/x\"): names an empty middleware file"),
+            "{err:#}"
+        );
     }
 }

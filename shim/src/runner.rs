@@ -214,11 +214,18 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         let named = route.map_or(String::new(), |route| format!("{}: ", route.describe()));
         let started = Instant::now();
         let described = named.trim_end_matches(": ").to_string();
-        let (code, pool, shared) =
-            load_for_serving(part.code, &part.env.settings, pools, &mut compiled, &described)
-                .with_context(|| described.clone())?;
+        let (code, pool, shared) = load_for_serving(
+            part.code,
+            &part.env.settings,
+            pools,
+            &mut compiled,
+            &described,
+        )
+        .with_context(|| described.clone())?;
         engine::release_freed_memory();
-        let shared = shared.map_or(String::new(), |first| format!(" (compiled once, for {first})"));
+        let shared = shared.map_or(String::new(), |first| {
+            format!(" (compiled once, for {first})")
+        });
         eprintln!(
             "wasmhttp: {named}{} loaded in {:.1} ms{shared}; {pool}",
             part.world,
@@ -342,7 +349,9 @@ fn load_for_serving(
                 Some((loaded, first)) => (loaded.clone(), Some(first.clone())),
                 None => {
                     let loaded = load(&engine::new_engine()?, code)?;
-                    compiled.0.insert(digest, (loaded.clone(), described.to_string()));
+                    compiled
+                        .0
+                        .insert(digest, (loaded.clone(), described.to_string()));
                     (loaded, None)
                 }
             }

@@ -261,8 +261,7 @@ impl What {
                     .iter()
                     .map(|flag| routes::route_flag(flag))
                     .collect::<Result<Vec<_>>>()?;
-                let table =
-                    routes::RouteTable::from_manifest(routes::Manifest {
+                let table = routes::RouteTable::from_manifest(routes::Manifest {
                     routes: entries,
                     ..Default::default()
                 })?;
@@ -287,9 +286,10 @@ impl What {
                         .zip(&chain)
                         .map(|(name, wasm)| image::middleware::Middleware { name, wasm })
                         .collect();
-                    let wasm = image::middleware::compose(&wasm, world, &chain).with_context(
-                        || format!("{} behind {}", file.display(), names.join(", ")),
-                    )?;
+                    let wasm =
+                        image::middleware::compose(&wasm, world, &chain).with_context(|| {
+                            format!("{} behind {}", file.display(), names.join(", "))
+                        })?;
                     return Ok(Self::Component { path: file, wasm });
                 }
                 let text = String::from_utf8(read(&file)?).with_context(|| {

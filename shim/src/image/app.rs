@@ -145,6 +145,23 @@ mod tests {
         RouteTable::parse(text).unwrap()
     }
 
+    /// The files of an app image's one layer, by path.
+    fn app_layer(image: &[u8]) -> std::collections::HashMap<String, Vec<u8>> {
+        let files = read_archive(image);
+        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+        let blob = |digest: &str| {
+            &files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))]
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(blob(index["manifests"][0]["digest"].as_str().unwrap()))
+                .unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&blob(manifest["layers"][0]["digest"].as_str().unwrap())[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        read_archive(&tar)
+    }
+
     fn fixtures(name: &str) -> Result<Vec<u8>> {
         wasmhttp_fixtures::build(name.trim_end_matches(".wasm"))
     }
@@ -178,19 +195,7 @@ mod tests {
         let config = image_config(&out);
         assert_eq!(config["config"]["Entrypoint"][0], MANIFEST_PATH);
 
-        let files = read_archive(&out);
-        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
-        let blob = |digest: &str| {
-            &files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))]
-        };
-        let manifest: serde_json::Value =
-            serde_json::from_slice(blob(index["manifests"][0]["digest"].as_str().unwrap()))
-                .unwrap();
-        let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&blob(manifest["layers"][0]["digest"].as_str().unwrap())[..])
-            .read_to_end(&mut tar)
-            .unwrap();
-        let inner = read_archive(&tar);
+        let inner = app_layer(&out);
         let mut names: Vec<&String> = inner.keys().collect();
         names.sort();
         assert_eq!(names, ["app.toml", "app/cgi.wasm", "app/hello.wasm"]);
@@ -240,19 +245,7 @@ mod tests {
         assert_eq!(summary.routes[0].0, "route /a/... (a) behind auth.wasm");
         assert_eq!(summary.routes[1].0, "route /b/... (b)");
 
-        let files = read_archive(&out);
-        let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
-        let blob = |digest: &str| {
-            &files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))]
-        };
-        let manifest: serde_json::Value =
-            serde_json::from_slice(blob(index["manifests"][0]["digest"].as_str().unwrap()))
-                .unwrap();
-        let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&blob(manifest["layers"][0]["digest"].as_str().unwrap())[..])
-            .read_to_end(&mut tar)
-            .unwrap();
-        let inner = read_archive(&tar);
+        let inner = app_layer(&out);
         let mut names: Vec<&String> = inner.keys().collect();
         names.sort();
         // a and c share their composed component; b has the handler alone
@@ -260,7 +253,12 @@ mod tests {
         assert_eq!(inner["app/b.wasm"], stand_in_handler());
         let carried = table(std::str::from_utf8(&inner["app.toml"]).unwrap());
         assert_eq!(carried.routes[2].component, "/app/a.wasm");
-        assert!(carried.routes.iter().all(|route| route.middleware.is_empty()));
+        assert!(
+            carried
+                .routes
+                .iter()
+                .all(|route| route.middleware.is_empty())
+        );
         carried.check_composed().unwrap();
     }
 

@@ -98,7 +98,10 @@ fn check(wasm: &[u8], handler_export: &str) -> Result<Forwards> {
         Ok(found) => bail!("{not_middleware}; this is a {found}"),
         Err(not_runnable) => return Err(not_runnable).context(not_middleware),
     };
-    let imports = interfaces.imported_handler().unwrap_or_default().to_string();
+    let imports = interfaces
+        .imported_handler()
+        .unwrap_or_default()
+        .to_string();
     let Some(exports) = interfaces.exported_handler() else {
         bail!("{not_middleware}; it exports no wasi:http/handler@0.3");
     };
@@ -146,8 +149,14 @@ pub(super) mod tests {
         assert_eq!(world::detect(&handler), Ok(World::HttpService));
         let (a, b) = (pass_through("0.3.0"), pass_through("0.3.0"));
         let chain = [
-            Middleware { name: "a.wasm", wasm: &a },
-            Middleware { name: "b.wasm", wasm: &b },
+            Middleware {
+                name: "a.wasm",
+                wasm: &a,
+            },
+            Middleware {
+                name: "b.wasm",
+                wasm: &b,
+            },
         ];
         let composed = compose(&handler, World::HttpService, &chain).unwrap();
         assert_eq!(world::detect(&composed), Ok(World::HttpService));
@@ -162,22 +171,52 @@ pub(super) mod tests {
     fn only_a_0_3_handler_stands_behind_middleware_and_only_middleware_in_front() {
         let hello = wasmhttp_fixtures::build("hello").unwrap();
         let auth = pass_through("0.3.0");
-        let chain = [Middleware { name: "auth.wasm", wasm: &auth }];
-        let err = compose(&hello, World::HttpHandler, &chain).unwrap_err().to_string();
-        assert!(err.contains("middleware stands in front of a wasi:http 0.3 handler"), "{err}");
-        assert!(err.contains("wasi:http/incoming-handler component"), "{err}");
+        let chain = [Middleware {
+            name: "auth.wasm",
+            wasm: &auth,
+        }];
+        let err = compose(&hello, World::HttpHandler, &chain)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("middleware stands in front of a wasi:http 0.3 handler"),
+            "{err}"
+        );
+        assert!(
+            err.contains("wasi:http/incoming-handler component"),
+            "{err}"
+        );
 
         let handler = stand_in_handler();
-        let not_middleware = [Middleware { name: "hello.wasm", wasm: &hello }];
-        let err = format!("{:#}", compose(&handler, World::HttpService, &not_middleware).unwrap_err());
-        assert!(err.contains("middleware hello.wasm: is not middleware"), "{err}");
-        assert!(err.contains("this is a wasi:http/incoming-handler component"), "{err}");
+        let not_middleware = [Middleware {
+            name: "hello.wasm",
+            wasm: &hello,
+        }];
+        let err = format!(
+            "{:#}",
+            compose(&handler, World::HttpService, &not_middleware).unwrap_err()
+        );
+        assert!(
+            err.contains("middleware hello.wasm: is not middleware"),
+            "{err}"
+        );
+        assert!(
+            err.contains("this is a wasi:http/incoming-handler component"),
+            "{err}"
+        );
 
         let other_version = pass_through("0.3.1");
-        let chain = [Middleware { name: "new.wasm", wasm: &other_version }];
-        let err = format!("{:#}", compose(&handler, World::HttpService, &chain).unwrap_err());
+        let chain = [Middleware {
+            name: "new.wasm",
+            wasm: &other_version,
+        }];
+        let err = format!(
+            "{:#}",
+            compose(&handler, World::HttpService, &chain).unwrap_err()
+        );
         assert!(
-            err.contains("imports wasi:http/handler@0.3.1") && err.contains("exports wasi:http/handler@0.3.0"),
+            err.contains("imports wasi:http/handler@0.3.1")
+                && err.contains("exports wasi:http/handler@0.3.0"),
             "{err}"
         );
     }
