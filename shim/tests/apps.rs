@@ -428,6 +428,50 @@ fn a_bad_app_is_refused_and_the_route_named() {
         &["colour"],
     );
     refused(&dir, "empty", "", &["no routes"]);
+
+    // middleware: composed in front of a wasi:http 0.3 handler only, and only
+    // a component of the middleware world is one
+    let auth = example("auth-py");
+    let service = example("service-py");
+    let behind = |component: &Path, middleware: &str| {
+        one(
+            "/api/...",
+            &component.display().to_string(),
+            &format!("name = \"api\"\nmiddleware = [\"{middleware}\"]\n"),
+        )
+    };
+    refused(
+        &dir,
+        "middleware-on-0.2",
+        &behind(&dir.0.join("echo.wasm"), &auth.display().to_string()),
+        &[
+            "route /api/... (api)",
+            "middleware stands in front of a wasi:http 0.3 handler",
+            "wasi:http/incoming-handler component",
+        ],
+    );
+    refused(
+        &dir,
+        "middleware-missing",
+        &behind(&service, "gone-auth.wasm"),
+        &["route /api/... (api)", "gone-auth.wasm"],
+    );
+    refused(
+        &dir,
+        "handler-as-middleware",
+        &behind(&service, &service.display().to_string()),
+        &[
+            "route /api/... (api)",
+            "is not middleware",
+            "wasi:http/handler@0.3 component",
+        ],
+    );
+    refused(
+        &dir,
+        "middleware-as-component",
+        &one("/...", &auth.display().to_string(), ""),
+        &["route /... (auth-py)", "found middleware", "not run alone"],
+    );
 }
 
 #[test]
@@ -563,4 +607,312 @@ fn components_call_each_other_in_process_by_route_name() {
         1.0,
     );
     assert!(served.terminate().success());
+}
+
+/// The example app (examples/app/app.toml) as `wasmhttp serve` runs it: the
+/// API (Python, wasi:http 0.3) behind the auth middleware (Python, composed
+/// in front of it when the app is loaded), the front (JavaScript) and the C
+/// CGI program without.
+fn example_app(name: &str, env: &[(&str, &str)], volume: &Path) -> Served {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/app/app.toml");
+    let volume = format!("{}:/data", volume.display());
+    support::served::serve(
+        name,
+        &manifest,
+        &[
+            "--env",
+            "AUTH_TOKENS=alice=token-of-alice,bob=token-of-bob",
+            "--volume",
+            &volume,
+        ],
+        env,
+    )
+}
+
+fn as_user(served: &Served, method: &str, path: &str, token: &str, body: &[u8]) -> Response {
+    let authorization = format!("Bearer {token}");
+    http::request(
+        served.addr,
+        method,
+        path,
+        &[("authorization", &authorization)],
+        body,
+    )
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", served.log()))
+}
+
+#[test]
+fn middleware_answers_401_without_a_token_and_the_handler_sees_the_user() {
+    let data = temp_dir("middleware-data");
+    let served = example_app(
+        "middleware",
+        &[("WASMHTTP_GUEST_LOG_LEVEL", "info")],
+        &data.0,
+    );
+
+    // no token, another scheme, a wrong token: the middleware answers, and
+    // the API is never reached (its log line never appears)
+    for headers in [
+        vec![],
+        vec![("authorization", "Basic YWxpY2U6dG9rZW4tb2YtYWxpY2U=")],
+        vec![("authorization", "Bearer token-of-mallory")],
+    ] {
+        let refused = http::request(
+            served.addr,
+            "GET",
+            "/api/?log=reached-without-a-token",
+            &headers,
+            b"",
+        )
+        .unwrap();
+        assert_eq!(refused.status, 401, "{headers:?}: {}", refused.text());
+        assert_eq!(
+            refused.header("www-authenticate"),
+            Some("Bearer realm=\"api\"")
+        );
+    }
+
+    // a token: the API answers, and sees who it is (a client's own
+    // x-authenticated-user is dropped by the middleware, not believed)
+    let seen = http::request(
+        served.addr,
+        "GET",
+        "/api/?header=x-authenticated-user",
+        &[
+            ("authorization", "Bearer token-of-bob"),
+            ("x-authenticated-user", "admin"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        (seen.status, seen.text().as_str()),
+        (200, "bob\n"),
+        "{}",
+        served.log()
+    );
+    let logged = as_user(
+        &served,
+        "GET",
+        "/api/?log=reached-with-a-token",
+        "token-of-alice",
+        b"",
+    );
+    assert_eq!(logged.status, 200, "{}", logged.text());
+    served.wait_for_log("reached-with-a-token", "the API's log line");
+    assert!(
+        !served.log().contains("reached-without-a-token"),
+        "a refused request reached the API:\n{}",
+        served.log()
+    );
+
+    // the host's route headers and the request's body pass through it
+    let rest = as_user(
+        &served,
+        "GET",
+        "/api/users/7?header=x-wasmhttp-path-info",
+        "token-of-alice",
+        b"",
+    );
+    assert_eq!((rest.status, rest.text().as_str()), (200, "/users/7\n"));
+    let body = b"written through the middleware\n".repeat(4096);
+    let put = as_user(
+        &served,
+        "PUT",
+        "/api/?file=/data/upload",
+        "token-of-alice",
+        &body,
+    );
+    assert_eq!(put.status, 201, "{}", put.text());
+    assert_eq!(std::fs::read(data.0.join("upload")).unwrap(), body);
+
+    // the API calls the front in-process, behind the middleware it stands in
+    let called = as_user(
+        &served,
+        "GET",
+        "/api/?url=http://front.app.internal/",
+        "token-of-alice",
+        b"",
+    );
+    assert_eq!(called.status, 200, "{}", called.text());
+    assert!(
+        called.text().starts_with("upstream answered 200: "),
+        "{}",
+        called.text()
+    );
+
+    // the routes without middleware need no token
+    assert_eq!(get(&served, "/").status, 200);
+    let cgi = get(&served, "/cgi-bin/request");
+    assert_eq!(cgi.status, 200, "{}", cgi.text());
+    assert!(
+        cgi.text().contains("PATH_INFO=/request\n"),
+        "{}",
+        cgi.text()
+    );
+
+    // the route's metric counts the middleware's answers as the route's
+    wait_for_metric(
+        served.admin,
+        "wasmhttp_route_requests_total{route=\"api\",status=\"401\"}",
+        3.0,
+    );
+}
+
+#[test]
+fn middleware_for_every_route_is_given_on_the_command_line_too() {
+    let dir = temp_dir("middleware-flag-components");
+    let auth = example("auth-py");
+    let service = example("service-py");
+    let served = serve_routes(
+        "middleware-flag",
+        &[
+            &route("/a/...", &service, ",name=a"),
+            &route("/b/...", &service, ",name=b"),
+            &format!("--middleware={}", auth.display()),
+            "--env",
+            "AUTH_TOKENS=carol=token-of-carol",
+        ],
+        &[],
+    );
+    for path in ["/a/", "/b/"] {
+        assert_eq!(get(&served, path).status, 401, "{path}");
+        let user = as_user(
+            &served,
+            "GET",
+            &format!("{path}?header=x-authenticated-user"),
+            "token-of-carol",
+            b"",
+        );
+        assert_eq!(
+            (user.status, user.text().as_str()),
+            (200, "carol\n"),
+            "{path}"
+        );
+    }
+    // both routes are the same handler behind the same middleware: one
+    // component, compiled once
+    assert!(
+        served
+            .log()
+            .contains("route /b/... (b): wasi:http/handler@0.3 component loaded in")
+            && served
+                .log()
+                .contains("(compiled once, for route /a/... (a))"),
+        "{}",
+        served.log()
+    );
+    drop(served);
+    // one component behind it, packaged (its composition is the routes'):
+    // the image carries both Python runtimes
+    let image = |name: &str, middleware: &[String]| {
+        let path = dir.0.join(format!("{name}.tar"));
+        let output = wasmhttp()
+            .args([
+                "image",
+                service.to_str().unwrap(),
+                "--name",
+                "example.test/alone:1",
+                "-o",
+            ])
+            .arg(&path)
+            .args(middleware)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::metadata(&path).unwrap().len()
+    };
+    let alone = image("alone", &[]);
+    let behind = image("behind", &[format!("--middleware={}", auth.display())]);
+    assert!(
+        behind > alone + alone / 2,
+        "{behind} bytes behind auth, {alone} alone"
+    );
+}
+
+#[test]
+fn middleware_meets_a_request_in_the_order_listed() {
+    let dir = temp_dir("middleware-order");
+    let (auth, cors, service) = (
+        example("auth-py"),
+        example("cors-py"),
+        example("service-py"),
+    );
+    let manifest = dir.0.join("app.toml");
+    // CORS listed before auth: if the first listed meets a request first, CORS
+    // answers a preflight (it has no token) and labels auth's 401; the other
+    // way round, auth would refuse the preflight and CORS would never see it
+    std::fs::write(
+        &manifest,
+        format!(
+            "[[route]]\npath = \"/a/...\"\ncomponent = \"{service}\"\nname = \"a\"\n\
+             middleware = [\"{cors}\", \"{auth}\"]\n",
+            service = service.display(),
+            cors = cors.display(),
+            auth = auth.display(),
+        ),
+    )
+    .unwrap();
+    let served = support::served::serve(
+        "middleware-order",
+        &manifest,
+        &[
+            "--env",
+            "AUTH_TOKENS=frank=token-of-frank",
+            "--env",
+            "CORS_ORIGINS=https://app.example",
+        ],
+        &[],
+    );
+    let origin = ("origin", "https://app.example");
+    let ask = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        http::request(served.addr, method, path, headers, b"")
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", served.log()))
+    };
+
+    let answered = ask(
+        "OPTIONS",
+        "/a/",
+        &[origin, ("access-control-request-method", "GET")],
+    );
+    assert_eq!(answered.status, 204, "{}", served.log());
+    assert_eq!(
+        answered.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let refused = ask("GET", "/a/", &[origin]);
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let user = ask(
+        "GET",
+        "/a/?header=x-authenticated-user",
+        &[origin, ("authorization", "Bearer token-of-frank")],
+    );
+    assert_eq!((user.status, user.text().as_str()), (200, "frank\n"));
+    assert_eq!(
+        user.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    // an origin not listed gets no CORS header, and no preflight answer
+    let other = ask("GET", "/a/", &[("origin", "https://elsewhere.example")]);
+    assert_eq!(
+        (other.status, other.header("access-control-allow-origin")),
+        (401, None)
+    );
+    let other = ask(
+        "OPTIONS",
+        "/a/",
+        &[
+            ("origin", "https://elsewhere.example"),
+            ("access-control-request-method", "GET"),
+        ],
+    );
+    assert_eq!(other.status, 401);
 }

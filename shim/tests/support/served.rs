@@ -79,7 +79,9 @@ fn start(name: &str, what: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) 
         stderr,
         _dir: dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // an app of several Python components compiles for a minute or more on
+    // a busy 2-core machine
+    let deadline = Instant::now() + Duration::from_secs(300);
     while !http::get(admin, "/readyz").is_ok_and(|r| r.status == 200) {
         assert!(
             served.child.try_wait().unwrap().is_none(),
