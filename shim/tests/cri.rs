@@ -90,6 +90,7 @@ fn main() {
     harness::run(
         &containerd::versions(),
         CASES,
+        &[],
         |version| {
             let work = std::env::temp_dir().join(format!(
                 "wasmhttp-cri-{}-{}",

@@ -29,7 +29,7 @@ const BODY: &[u8] = &[b'x'; 1024];
 fn main() {
     // the newest release only: the soak measures our shim, not each containerd
     let newest = *containerd::versions().last().unwrap();
-    run_suite("soak", &[newest], CASES)
+    run_suite("soak", &[newest], CASES, &[])
 }
 
 #[derive(Default)]

@@ -618,10 +618,16 @@ pub struct Suite {
 
 /// Runs `cases` against a private containerd of each of `versions` in turn,
 /// each torn down at the end (see [`super::harness::run`]).
-pub fn run_suite(name: &str, versions: &[Version], cases: &[super::harness::Case<Suite>]) -> ! {
+pub fn run_suite(
+    name: &str,
+    versions: &[Version],
+    cases: &[super::harness::Case<Suite>],
+    ends_only: &[&str],
+) -> ! {
     super::harness::run(
         versions,
         cases,
+        ends_only,
         |version| {
             let work = std::env::temp_dir().join(format!(
                 "wasmhttp-{name}-{}-{}",
