@@ -14,7 +14,7 @@ import cluster as k8s  # noqa: E402
 import images  # noqa: E402
 
 ROOT = k8s.ROOT
-EXAMPLES = ["hello-js", "hello-py", "service-py", "proxy-js", "files-py", "cgi-c", "counter-py"]
+EXAMPLES = ["hello-js", "hello-py", "service-py", "proxy-js", "files-py", "cgi-c", "counter-py", "app"]
 INSTALLER_IMAGE = "docker.io/wasmhttp/node-installer:0.1.0"
 TOOLS_IMAGE = "wasmhttp.test/busybox:1"
 # what examples/counter-py/k8s.yaml runs beside it: Debian's Redis server

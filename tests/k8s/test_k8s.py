@@ -365,10 +365,12 @@ EXAMPLE_ANSWERS = {
 }
 # Deployments an example's manifest brings beside its own
 EXAMPLE_COMPANIONS = {"counter-py": ["redis"]}
+# examples whose manifest a scenario of its own runs (below)
+OWN_SCENARIO = {"app"}
 
 
 def test_every_example_manifest_answers(cluster):
-    manifests = sorted(ROOT.glob("examples/*/k8s.yaml"))
+    manifests = [m for m in sorted(ROOT.glob("examples/*/k8s.yaml")) if m.parent.name not in OWN_SCENARIO]
     assert {m.parent.name for m in manifests} == set(EXAMPLE_ANSWERS), manifests
     for manifest in manifests:
         cluster.kubectl("apply", "-f", manifest)
@@ -391,6 +393,51 @@ def test_every_example_manifest_answers(cluster):
             assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, (name, pod["status"])
     for manifest in manifests:
         cluster.kubectl("delete", "-f", manifest, "--wait=true", "--timeout=90s", timeout=120)
+
+
+# -- apps of several components ---------------------------------------------------------------
+def test_the_example_app_serves_every_route_its_middleware_and_an_in_process_call(cluster):
+    """examples/app/k8s.yaml: the front (JavaScript) at /, the API (Python,
+    wasi:http 0.3) at /api/... behind the auth middleware composed into the
+    image, the C CGI program at /cgi-bin/...; the tokens from a Secret."""
+    apply(cluster, example("app"))
+    rollout(cluster, "app")
+
+    def answer(path: str, *headers: str) -> tuple:
+        args = [a for h in headers for a in ("-H", h)]
+        result = cluster.curl(service_url(cluster, "app", path), *args, "-w", "\n%{http_code}",
+                              check=False, timeout=15)
+        body, _, code = result.stdout.rpartition("\n")
+        return code, body
+
+    # kube-proxy may take a moment to add a new Service's rules
+    eventually("the app's Service answers", lambda: answer("/")[0] == "200", 30, 1)
+    code, body = answer("/")
+    assert "Hello from JavaScript" in body, body
+    code, body = answer("/cgi-bin/request")
+    assert code == "200" and "PATH_INFO=/request\n" in body, (code, body)
+    assert answer("/api/")[0] == "401"
+    assert answer("/api/", "Authorization: Bearer wrong")[0] == "401"
+    code, body = answer("/api/?header=x-authenticated-user", "Authorization: Bearer change-me-alice",
+                        "x-authenticated-user: admin")
+    assert (code, body) == ("200", "alice\n"), (code, body)
+    # the API calls the front in-process: no allow-list entry, no network
+    code, body = answer("/api/?url=http://front.app.internal/", "Authorization: Bearer change-me-bob")
+    assert code == "200" and body.startswith("upstream answered 200: Hello from JavaScript"), (code, body)
+    # the internal names are the app's alone
+    assert answer("/", "Host: api.app.internal")[0] == "400"
+
+    for pod in pods(cluster, "app=app"):
+        name = pod["metadata"]["name"]
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, (name, pod["status"])
+
+    def routes_logged():
+        log = "".join(cluster.kubectl("logs", p["metadata"]["name"]).stdout for p in pods(cluster, "app=app"))
+        return log if all(f'"route":"{r}"' in log for r in ("front", "api", "cgi")) else None
+    log = eventually("the access log names each route", routes_logged, 30, 1)
+    assert "change-me" not in log, "a Secret's token is in the log"
+    cluster.kubectl("delete", "-f", ROOT / "examples/app/k8s.yaml", "--wait=true", "--timeout=90s",
+                    timeout=120)
 
 
 # -- platform services ----------------------------------------------------------------------
