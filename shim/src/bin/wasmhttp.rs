@@ -278,18 +278,15 @@ impl What {
                     }
                     let world = world::detect(&wasm)
                         .with_context(|| format!("{} is not runnable", file.display()))?;
-                    let chain = middleware.iter().map(read).collect::<Result<Vec<_>>>()?;
                     let names: Vec<String> =
                         middleware.iter().map(|m| m.display().to_string()).collect();
-                    let chain: Vec<image::middleware::Middleware<'_>> = names
-                        .iter()
-                        .zip(&chain)
-                        .map(|(name, wasm)| image::middleware::Middleware { name, wasm })
-                        .collect();
-                    let wasm =
-                        image::middleware::compose(&wasm, world, &chain).with_context(|| {
-                            format!("{} behind {}", file.display(), names.join(", "))
-                        })?;
+                    let wasm = image::middleware::compose_files(
+                        &wasm,
+                        world,
+                        &file.display().to_string(),
+                        &names,
+                        |name| read(&PathBuf::from(name)),
+                    )?;
                     return Ok(Self::Component { path: file, wasm });
                 }
                 let text = String::from_utf8(read(&file)?).with_context(|| {

@@ -11,7 +11,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use super::middleware::{Middleware, compose};
+use super::middleware::compose_files;
 use crate::routes::{self, COMPONENT_DIR, MANIFEST_PATH, RouteTable};
 use crate::settings::{Environment, Limits};
 use crate::world::{self, World};
@@ -39,20 +39,13 @@ impl AppComponents {
                 let bytes = read(&route.component)?;
                 let world = world::detect(&bytes)
                     .with_context(|| format!("{} is not runnable", route.component))?;
-                let chain = route
-                    .middleware
-                    .iter()
-                    .map(|file| read(file))
-                    .collect::<Result<Vec<_>>>()?;
-                let chain: Vec<Middleware<'_>> = route
-                    .middleware
-                    .iter()
-                    .zip(&chain)
-                    .map(|(name, wasm)| Middleware { name, wasm })
-                    .collect();
-                let bytes = compose(&bytes, world, &chain).with_context(|| {
-                    format!("{} behind {}", route.component, route.middleware.join(", "))
-                })?;
+                let bytes = compose_files(
+                    &bytes,
+                    world,
+                    &route.component,
+                    &route.middleware,
+                    &mut read,
+                )?;
                 routes::plan_route(route, &env, world)?;
                 Ok::<_, anyhow::Error>((bytes, world))
             })()

@@ -82,6 +82,27 @@ pub fn compose(handler: &[u8], world: World, chain: &[Middleware<'_>]) -> Result
     Ok(composed)
 }
 
+/// [`compose`] with the middleware `files`, read through `read`; an error
+/// names the handler (`what`) and the chain.
+pub fn compose_files(
+    handler: &[u8],
+    world: World,
+    what: &str,
+    files: &[String],
+    mut read: impl FnMut(&str) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let wasm = files
+        .iter()
+        .map(|file| read(file))
+        .collect::<Result<Vec<_>>>()?;
+    let chain: Vec<Middleware<'_>> = files
+        .iter()
+        .zip(&wasm)
+        .map(|(name, wasm)| Middleware { name, wasm })
+        .collect();
+    compose(handler, world, &chain).with_context(|| format!("{what} behind {}", files.join(", ")))
+}
+
 /// The handler interface a middleware imports and the one it exports.
 struct Forwards {
     imports: String,
