@@ -22,7 +22,7 @@ use wasmtime::Engine;
 use crate::engine;
 use crate::guest::Volume;
 use crate::precompile::{self, Bundle, RAW_WASM_LAYERS};
-use crate::routes::RouteTable;
+use crate::routes::{self, Route, RouteTable};
 use crate::runner::{self, ComponentCode, Prepared};
 use crate::settings::{Environment, Limits};
 use crate::world::{self, World};
@@ -134,9 +134,17 @@ impl Sandbox for WasmHttpSandbox {
 
 /// Reads the settings and finds the component: a precompiled artifact for the
 /// entrypoint if the cache has one, else a bare component layer, else the
-/// entrypoint's file in the rootfs.
+/// entrypoint's file in the rootfs. An app is found by its manifest: a layer
+/// of its own in the Wasm OCI artifact layout, else the entrypoint's file.
 fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
     let env = Environment::from_entries(ctx.envs(), &limits_of(ctx.spec()))?;
+    let layers = match ctx.entrypoint().source {
+        Source::Oci(layers) => layers,
+        Source::File(_) => &[],
+    };
+    if let Some(manifest) = layers.iter().find(|layer| is_manifest_layer(layer)) {
+        return prepare_artifact_app(ctx, manifest, layers, env);
+    }
     let args: Vec<String> = ctx.args().to_vec();
     let entrypoint = args
         .first()
@@ -147,14 +155,10 @@ fn prepare(ctx: &impl RuntimeContext) -> Result<Prepared> {
         .as_deref()
         .filter(|path| is_app_manifest(path))
     {
-        return prepare_app(ctx, manifest, env);
+        return prepare_rootfs_app(ctx, manifest, layers, env);
     }
 
-    let from_layers = match ctx.entrypoint().source {
-        Source::Oci(layers) => component_from_layers(layers, entrypoint_path.as_deref())?,
-        Source::File(_) => None,
-    };
-    let (world, code) = match from_layers {
+    let (world, code) = match component_from_layers(layers, entrypoint_path.as_deref())? {
         Some(found) => found,
         None => {
             let path = entrypoint_path.context(
@@ -176,26 +180,41 @@ fn is_app_manifest(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "toml")
 }
 
-/// An app: the manifest from the container's filesystem, each route's
-/// component from the precompiled layer (by its path in the rootfs) or,
-/// failing that, from the file, all checked with the container's settings.
-fn prepare_app(ctx: &impl RuntimeContext, manifest: &Path, env: Environment) -> Result<Prepared> {
+fn is_manifest_layer(layer: &WasmLayer) -> bool {
+    layer.config.media_type().to_string() == routes::MANIFEST_MEDIA_TYPE
+}
+
+/// An app whose manifest is `text` (read from `from`), each route's
+/// component found by `locate`, all checked with the container's settings.
+fn prepare_app(
+    ctx: &impl RuntimeContext,
+    text: &str,
+    from: &str,
+    env: Environment,
+    locate: impl FnMut(&Route) -> Result<runner::Located>,
+) -> Result<Prepared> {
+    let table = RouteTable::parse(text).with_context(|| from.to_string())?;
+    table.check_composed().with_context(|| from.to_string())?;
+    Prepared::app(table, env, volumes_of(ctx.spec()), locate)
+}
+
+/// An app in the image layout: the manifest from the container's
+/// filesystem, each route's component from the precompiled layer (by its
+/// path in the rootfs) or, failing that, from the file.
+fn prepare_rootfs_app(
+    ctx: &impl RuntimeContext,
+    manifest: &Path,
+    layers: &[WasmLayer],
+    env: Environment,
+) -> Result<Prepared> {
     let text = std::fs::read_to_string(manifest).with_context(|| {
         format!(
             "cannot read the app manifest {} in the container's filesystem (the image must contain it)",
             manifest.display()
         )
     })?;
-    let table = RouteTable::parse(&text).with_context(|| format!("{}", manifest.display()))?;
-    table
-        .check_composed()
-        .with_context(|| format!("{}", manifest.display()))?;
     let base = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let layers = match ctx.entrypoint().source {
-        Source::Oci(layers) => layers,
-        Source::File(_) => &[],
-    };
-    Prepared::app(table, env, volumes_of(ctx.spec()), |route| {
+    prepare_app(ctx, &text, &manifest.display().to_string(), env, |route| {
         let path = base.join(&route.component);
         let (world, code) = match precompiled_at(layers, &path)? {
             Some(found) => found,
@@ -207,6 +226,51 @@ fn prepare_app(ctx: &impl RuntimeContext, manifest: &Path, env: Environment) -> 
             }
         };
         Ok((world, code, path.display().to_string()))
+    })
+}
+
+/// An app in the Wasm OCI artifact layout: the manifest is a layer, and
+/// names each route's component by the `sha256:` digest of its layer
+/// (`wasmhttp image --artifact`); the component's argv[0] is its layer's
+/// title.
+fn prepare_artifact_app(
+    ctx: &impl RuntimeContext,
+    manifest: &WasmLayer,
+    layers: &[WasmLayer],
+    env: Environment,
+) -> Result<Prepared> {
+    let from = format!("the app manifest layer {}", manifest.config.digest());
+    let text = std::str::from_utf8(&manifest.layer)
+        .with_context(|| format!("{from} is not UTF-8 text"))?;
+    prepare_app(ctx, text, &from, env, |route| {
+        let layer = layers
+            .iter()
+            .find(|layer| {
+                !is_manifest_layer(layer) && layer.config.digest().to_string() == route.component
+            })
+            .with_context(|| {
+                format!(
+                    "component {:?} is not a layer of the image (the artifact's manifest names each \
+                     component by its layer's sha256: digest)",
+                    route.component
+                )
+            })?;
+        let mut found = bare_components(layer)?;
+        let (world, code) = match (found.pop(), found.is_empty()) {
+            (Some(one), true) => one,
+            (None, _) => bail!("the image's layer {} holds no component", route.component),
+            (Some(_), false) => bail!(
+                "the image's layer {} holds several components",
+                route.component
+            ),
+        };
+        let title = layer
+            .config
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get("org.opencontainers.image.title").cloned())
+            .unwrap_or_else(|| route.component.clone());
+        Ok((world, code, title))
     })
 }
 
@@ -328,15 +392,27 @@ fn component_from_layers(
     }
     let mut bare = Vec::new();
     for layer in layers {
-        if layer.precompiled && Bundle::is_bundle(&layer.layer) {
-            let bundle = Bundle::decode(&layer.layer)?;
-            let cache_key = bundle.cache_key;
-            for entry in bundle
-                .entries
-                .into_iter()
-                .filter(|entry| entry.path.is_none())
-            {
-                bare.push((
+        bare.extend(bare_components(layer)?);
+    }
+    match bare.len() {
+        0 => Ok(None),
+        1 => Ok(bare.pop()),
+        n => bail!("the image has {n} component layers; wasmhttp runs images with exactly one"),
+    }
+}
+
+/// The components a layer holds as itself rather than as files of a
+/// rootfs: a component layer, or its precompiled bundle.
+fn bare_components(layer: &WasmLayer) -> Result<Vec<(World, ComponentCode)>> {
+    if layer.precompiled && Bundle::is_bundle(&layer.layer) {
+        let bundle = Bundle::decode(&layer.layer)?;
+        let cache_key = bundle.cache_key;
+        return Ok(bundle
+            .entries
+            .into_iter()
+            .filter(|entry| entry.path.is_none())
+            .map(|entry| {
+                (
                     entry.world,
                     ComponentCode::Precompiled {
                         artifact: entry.artifact,
@@ -344,24 +420,25 @@ fn component_from_layers(
                         footprint: entry.footprint,
                         fallback: None,
                     },
-                ));
-            }
-        } else if RAW_WASM_LAYERS.contains(&layer.config.media_type().to_string().as_str()) {
-            let size = layer.layer.len() as u64;
-            if size > precompile::MAX_COMPONENT_BYTES {
-                return Err(precompile::too_large(
-                    &format!("the image's wasm layer {}", layer.config.digest()),
-                    size,
-                ));
-            }
-            let world =
-                world::detect(&layer.layer).context("the image's wasm layer is not runnable")?;
-            bare.push((world, ComponentCode::Wasm(layer.layer.clone())));
-        }
+                )
+            })
+            .collect());
     }
-    match bare.len() {
-        0 => Ok(None),
-        1 => Ok(bare.pop()),
-        n => bail!("the image has {n} component layers; wasmhttp runs images with exactly one"),
+    if !RAW_WASM_LAYERS.contains(&layer.config.media_type().to_string().as_str()) {
+        return Ok(vec![]);
     }
+    let size = layer.layer.len() as u64;
+    if size > precompile::MAX_COMPONENT_BYTES {
+        return Err(precompile::too_large(
+            &format!("the image's wasm layer {}", layer.config.digest()),
+            size,
+        ));
+    }
+    let world = world::detect(&layer.layer).with_context(|| {
+        format!(
+            "the image's wasm layer {} is not runnable",
+            layer.config.digest()
+        )
+    })?;
+    Ok(vec![(world, ComponentCode::Wasm(layer.layer.clone()))])
 }

@@ -914,8 +914,9 @@ fn images_pulled_from_a_registry_run_precompiled(s: &Suite) {
 /// `wkg oci push`) through the kubelet's path. Its config has no entrypoint,
 /// so CRI refuses a container without a `command` ("no command specified");
 /// with `command: ["/"]` (any value: the shim runs the image's one component)
-/// it serves, precompiled once. containerd 1.6 cannot unpack a layer that is
-/// not a tar archive, so there the import itself fails, saying so.
+/// it serves, precompiled once; so does an app in that layout. containerd
+/// 1.6 cannot unpack a layer that is not a tar archive, so there the import
+/// itself fails, saying so.
 fn the_wasm_oci_artifact_runs_with_a_command_where_containerd_unpacks_it(s: &Suite) {
     let reference = "docker.io/wasmhttp-test/artifact:1";
     let wasm = images::fixture(&s.work, "hello");
@@ -955,6 +956,77 @@ fn the_wasm_oci_artifact_runs_with_a_command_where_containerd_unpacks_it(s: &Sui
         s.is_precompiled(reference),
         "the artifact's component was not precompiled"
     );
+    an_app_runs_from_the_wasm_oci_artifact(s);
+}
+
+/// An app in the artifact layout (`wasmhttp image --artifact` of routes):
+/// the shim finds the manifest's layer, each route's component by its
+/// layer's digest, precompiled; started twice, the second time from the
+/// cache (the manifest's layer, which holds no code, is read as it is). A
+/// hand-made artifact whose manifest names a layer it lacks fails its start
+/// with the route and the digest named.
+fn an_app_runs_from_the_wasm_oci_artifact(s: &Suite) {
+    let reference = "docker.io/wasmhttp-test/app-artifact:1";
+    let hello = images::fixture(&s.work, "hello");
+    let cgi = images::fixture(&s.work, "cgi");
+    s.import_k8s(&images::app_artifact(
+        &s.work,
+        &[
+            format!("/...={}", hello.display()),
+            format!(
+                "/cgi-bin/...={},env=WASMHTTP_MODE=cgi,env=GREETING=from-the-manifest",
+                cgi.display()
+            ),
+        ],
+        reference,
+    ));
+    for start in ["first", "cached"] {
+        let mut pod = Pod::run(s, &format!("app-artifact-{start}"));
+        pod.start_with("app", reference, &[], Vec::new(), &["app.toml"], &[])
+            .unwrap_or_else(|e| panic!("starting the app artifact ({start}): {}", e.message()));
+        assert!(pod.get(8080, "/").text().contains("Hello"), "{start}");
+        let cgi = pod.get(8080, "/cgi-bin/request");
+        let said = cgi.text();
+        assert!(
+            cgi.status == 201
+                && said.contains("SCRIPT_NAME=/cgi-bin\n")
+                && said.contains("PATH_INFO=/request\n")
+                && said.contains("GREETING=from-the-manifest\n"),
+            "{start}: {cgi:?}"
+        );
+        pod.remove();
+        assert!(
+            s.is_precompiled(reference),
+            "{start}: the app's components were not precompiled"
+        );
+    }
+
+    let broken = "docker.io/wasmhttp-test/app-artifact-broken:1";
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let manifest =
+        format!("[[route]]\npath = \"/...\"\ncomponent = \"{missing}\"\nname = \"front\"\n");
+    let hello = std::fs::read(&hello).unwrap();
+    s.import_k8s(&images::hand_made_artifact(
+        &s.work,
+        &[
+            ("application/vnd.wasmhttp.app.v1+toml", manifest.as_bytes()),
+            ("application/wasm", &hello),
+        ],
+        broken,
+    ));
+    let mut pod = Pod::run(s, "app-artifact-broken");
+    let error = pod
+        .start_with("app", broken, &[], Vec::new(), &["/"], &[])
+        .expect_err("a manifest naming a layer the image lacks must not start");
+    let message = error.message();
+    assert!(
+        message.contains("route /... (front)")
+            && message.contains(&missing)
+            && message.contains("is not a layer of the image"),
+        "the reason is not in the CRI error: {message}"
+    );
+    pod.wait_for_log("app", "is not a layer of the image");
+    pod.remove();
 }
 
 /// How a node's containerd is configured, as the installer meets it.

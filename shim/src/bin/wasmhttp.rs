@@ -79,8 +79,10 @@ enum Command {
         output: PathBuf,
         /// Write the CNCF Wasm OCI artifact (config application/vnd.wasm.config.v0+json,
         /// one application/wasm layer), as `wkg oci push` lays it out, instead of an
-        /// image with a tar layer. containerd 2 runs it through CRI when the pod sets a
-        /// `command`; `ctr run` refuses it (see the README's containerd versions table).
+        /// image with a tar layer; an app's manifest comes first as a layer of its own
+        /// (application/vnd.wasmhttp.app.v1+toml). containerd 1.7 and 2 run it through
+        /// CRI when the pod sets a `command`; `ctr run` refuses it (see the README's
+        /// containerd versions table).
         #[arg(long)]
         artifact: bool,
         /// The artifact config's author (with --artifact; `wkg oci push --author`).
@@ -130,23 +132,31 @@ fn run(cli: Cli) -> Result<i32> {
             author,
             annotations,
         } => {
+            let metadata = |title: String| image::ArtifactMetadata {
+                created: created_now(),
+                author,
+                title,
+                annotations: annotations.into_iter().collect(),
+            };
             let (component, wasm) = match What::of(component, &routes, &middleware)? {
                 What::Component { path, wasm } => (path, wasm),
                 What::App(app) => {
-                    anyhow::ensure!(
-                        !artifact,
-                        "--artifact: an app is written in the image layout with a tar layer \
-                         (the artifact layout of an app is not there yet)"
-                    );
-                    let summary =
-                        write_whole(&output, |out| image::write_app_image(&app, &name, out))?;
+                    let summary = if artifact {
+                        let metadata = metadata(String::new());
+                        write_whole(&output, |out| {
+                            image::write_app_artifact(&app, &name, &metadata, out)
+                        })?
+                    } else {
+                        write_whole(&output, |out| image::write_app_image(&app, &name, out))?
+                    };
                     for (route, world) in &summary.routes {
                         eprintln!("wasmhttp: {route}: {world}");
                     }
                     eprintln!(
-                        "wasmhttp: wrote {} (an app of {} routes, {}) to {}",
+                        "wasmhttp: wrote {} (an app of {} routes{}, {}) to {}",
                         summary.reference,
                         summary.routes.len(),
+                        if artifact { ", Wasm OCI artifact" } else { "" },
                         summary.manifest_digest,
                         output.display()
                     );
@@ -154,15 +164,12 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             };
             let summary = if artifact {
-                let metadata = image::ArtifactMetadata {
-                    created: created_now(),
-                    author,
-                    title: component
+                let metadata = metadata(
+                    component
                         .file_name()
                         .map(|name| name.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    annotations: annotations.into_iter().collect(),
-                };
+                );
                 write_whole(&output, |out| {
                     image::write_artifact(&wasm, &name, &metadata, out)
                 })?

@@ -5,14 +5,20 @@
 //! so each component is cached as a single one is. A route's middleware is
 //! composed with its component here ([`super::middleware`]): the image holds
 //! the one component that results, and its manifest names no middleware.
+//! [`write_app_artifact`] writes the same app as a Wasm OCI artifact.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 
 use anyhow::{Context, Result};
 
+use super::artifact::{
+    ARTIFACT_LAYER_MEDIA_TYPE, ArtifactComponent, ArtifactLayer, ArtifactMetadata, write_layers,
+};
 use super::middleware::compose_files;
-use crate::routes::{self, COMPONENT_DIR, MANIFEST_PATH, RouteTable};
+use super::world_items;
+use crate::precompile::sha256_hex;
+use crate::routes::{self, COMPONENT_DIR, MANIFEST_PATH, Route, RouteTable};
 use crate::settings::{Environment, Limits};
 use crate::world::{self, World};
 
@@ -79,28 +85,14 @@ pub fn write_app_image(
     reference: &str,
     out: impl Write,
 ) -> Result<AppSummary> {
-    let mut placed: HashMap<&[u8], String> = HashMap::new();
-    let mut files: Vec<(String, &[u8])> = Vec::new();
-    let mut located: Vec<String> = Vec::with_capacity(app.wasm.len());
-    for (route, wasm) in app.table.routes.iter().zip(&app.wasm) {
-        let path = placed.entry(wasm.as_slice()).or_insert_with(|| {
-            let path = format!("{COMPONENT_DIR}/{}.wasm", route.name);
-            files.push((path.clone(), wasm));
-            path
-        });
-        located.push(path.clone());
-    }
-    let mut manifest = app.table.to_manifest(|route| {
-        let index = app.table.routes.iter().position(|r| r.name == route.name);
-        located[index.expect("a route of this table")].clone()
-    });
-    // composed into the components above
-    for route in &mut manifest.routes {
-        route.middleware.clear();
-    }
-    let manifest = toml::to_string(&manifest).context("writing the app manifest")?;
-    let mut all: Vec<(&str, &[u8])> = vec![(MANIFEST_PATH, manifest.as_bytes())];
-    all.extend(files.iter().map(|(path, wasm)| (path.as_str(), *wasm)));
+    let placed = app.place(|route, _| format!("{COMPONENT_DIR}/{}.wasm", route.name))?;
+    let mut all: Vec<(&str, &[u8])> = vec![(MANIFEST_PATH, placed.manifest.as_bytes())];
+    all.extend(
+        placed
+            .components
+            .iter()
+            .map(|c| (c.location.as_str(), c.wasm)),
+    );
     let os = if app.worlds.iter().all(|w| *w == World::HttpService) {
         "wasip3"
     } else {
@@ -108,23 +100,134 @@ pub fn write_app_image(
     };
     let (reference, manifest_digest) =
         super::write_rootfs_image(&all, os, "wasmhttp/app", reference, out)?;
-    Ok(AppSummary {
-        reference,
-        manifest_digest,
-        routes: app
-            .table
-            .routes
+    Ok(app.summary(reference, manifest_digest))
+}
+
+/// Writes `app` as a Wasm OCI artifact: the manifest as the first layer
+/// ([`routes::MANIFEST_MEDIA_TYPE`], titled `app.toml`), naming each route's
+/// component by the `sha256:` digest of its layer, then one
+/// `application/wasm` layer per distinct component, titled
+/// `<first route's name>.wasm`. The config is the CNCF one: every layer's
+/// digest, and as `component` the imports and exports of all the app's
+/// components together (a preview 1 CGI program, a module, adds none).
+/// containerd runs it as it runs a one-component artifact: through CRI,
+/// with a `command` (any: the shim finds the manifest's layer).
+pub fn write_app_artifact(
+    app: &AppComponents,
+    reference: &str,
+    metadata: &ArtifactMetadata,
+    out: impl Write,
+) -> Result<AppSummary> {
+    let placed = app.place(|_, wasm| format!("sha256:{}", sha256_hex(wasm)))?;
+    let titles: Vec<String> = placed
+        .components
+        .iter()
+        .map(|c| format!("{}.wasm", c.first_route))
+        .collect();
+    let mut layers = vec![ArtifactLayer {
+        media_type: routes::MANIFEST_MEDIA_TYPE,
+        content: placed.manifest.as_bytes(),
+        title: MANIFEST_PATH.trim_start_matches('/'),
+    }];
+    layers.extend(
+        placed
+            .components
             .iter()
-            .zip(&app.worlds)
-            .map(|(route, world)| {
-                let described = match route.middleware.as_slice() {
-                    [] => route.describe(),
-                    chain => format!("{} behind {}", route.describe(), chain.join(", ")),
-                };
-                (described, *world)
-            })
-            .collect(),
-    })
+            .zip(&titles)
+            .map(|(c, title)| ArtifactLayer {
+                media_type: ARTIFACT_LAYER_MEDIA_TYPE,
+                content: c.wasm,
+                title,
+            }),
+    );
+    let (mut imports, mut exports) = (BTreeSet::new(), BTreeSet::new());
+    for c in placed
+        .components
+        .iter()
+        .filter(|c| c.world != World::Wasip1Command)
+    {
+        let (i, e) = world_items(c.wasm)?;
+        imports.extend(i);
+        exports.extend(e);
+    }
+    let component = (!exports.is_empty()).then(|| ArtifactComponent {
+        exports: exports.into_iter().collect(),
+        imports: imports.into_iter().collect(),
+        target: None,
+    });
+    let (reference, manifest_digest) = write_layers(&layers, component, reference, metadata, out)?;
+    Ok(app.summary(reference, manifest_digest))
+}
+
+/// An app laid out for an image: the manifest that names each component
+/// where it was put, and each distinct component once.
+struct Placed<'a> {
+    manifest: String,
+    components: Vec<PlacedComponent<'a>>,
+}
+
+struct PlacedComponent<'a> {
+    location: String,
+    /// The first route whose component this is.
+    first_route: &'a str,
+    world: World,
+    wasm: &'a [u8],
+}
+
+impl AppComponents {
+    /// Puts each distinct component where `locate` says (given the first
+    /// route with it), and writes the manifest naming those places.
+    fn place(&self, locate: impl Fn(&Route, &[u8]) -> String) -> Result<Placed<'_>> {
+        let mut placed: HashMap<&[u8], usize> = HashMap::new();
+        let mut components: Vec<PlacedComponent> = Vec::new();
+        let mut located: Vec<usize> = Vec::with_capacity(self.wasm.len());
+        for ((route, wasm), world) in self.table.routes.iter().zip(&self.wasm).zip(&self.worlds) {
+            let index = *placed.entry(wasm.as_slice()).or_insert_with(|| {
+                components.push(PlacedComponent {
+                    location: locate(route, wasm),
+                    first_route: &route.name,
+                    world: *world,
+                    wasm,
+                });
+                components.len() - 1
+            });
+            located.push(index);
+        }
+        let mut manifest = self.table.to_manifest(|route| {
+            let index = self.table.routes.iter().position(|r| r.name == route.name);
+            components[located[index.expect("a route of this table")]]
+                .location
+                .clone()
+        });
+        // composed into the components above
+        for route in &mut manifest.routes {
+            route.middleware.clear();
+        }
+        Ok(Placed {
+            manifest: toml::to_string(&manifest).context("writing the app manifest")?,
+            components,
+        })
+    }
+
+    fn summary(&self, reference: String, manifest_digest: String) -> AppSummary {
+        AppSummary {
+            reference,
+            manifest_digest,
+            routes: self
+                .table
+                .routes
+                .iter()
+                .zip(&self.worlds)
+                .map(|(route, world)| {
+                    let described = match route.middleware.as_slice() {
+                        [] => route.describe(),
+                        chain => format!("{} behind {}", route.describe(), chain.join(", ")),
+                    };
+                    (described, *world)
+                })
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +303,134 @@ mod tests {
         assert_eq!(carried.routes[2].component, "/app/cgi.wasm");
         assert_eq!(carried.routes[2].args, ["-v"]);
         assert_eq!(inner["app/cgi.wasm"], fixtures("cgi").unwrap());
+    }
+
+    #[test]
+    fn an_app_artifact_has_its_manifest_layer_naming_each_component_layer_by_digest() {
+        let app = AppComponents::load(
+            table(
+                r#"
+                [[route]]
+                path = "/..."
+                component = "hello.wasm"
+                [[route]]
+                path = "/api/..."
+                component = "hello.wasm"
+                name = "api"
+                env = ["WASMHTTP_REQUEST_TIMEOUT=2s"]
+                [[route]]
+                path = "/cgi-bin/..."
+                component = "cgi.wasm"
+                env = ["WASMHTTP_MODE=cgi"]
+                "#,
+            ),
+            fixtures,
+        )
+        .unwrap();
+        let metadata = ArtifactMetadata {
+            created: "2026-12-05T08:00:00Z".into(),
+            author: Some("wasmhttp".into()),
+            title: String::new(),
+            annotations: [("org.opencontainers.image.version".into(), "1".into())].into(),
+        };
+        let mut out = Vec::new();
+        let summary = write_app_artifact(&app, "app:1", &metadata, &mut out).unwrap();
+        assert_eq!(summary.routes.len(), 3);
+        assert_eq!(summary.reference, "docker.io/library/app:1");
+
+        let files = read_archive(&out);
+        let blob = |digest: &str| {
+            files[&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))].clone()
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&blob(&summary.manifest_digest)).unwrap();
+        assert_eq!(
+            manifest["annotations"]["org.opencontainers.image.version"],
+            "1"
+        );
+        let layers = manifest["layers"].as_array().unwrap();
+        let kinds: Vec<(&str, &str)> = layers
+            .iter()
+            .map(|layer| {
+                (
+                    layer["mediaType"].as_str().unwrap(),
+                    layer["annotations"]["org.opencontainers.image.title"]
+                        .as_str()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        // one layer per distinct component: the two hello routes share one
+        assert_eq!(
+            kinds,
+            [
+                (routes::MANIFEST_MEDIA_TYPE, "app.toml"),
+                (ARTIFACT_LAYER_MEDIA_TYPE, "hello.wasm"),
+                (ARTIFACT_LAYER_MEDIA_TYPE, "cgi.wasm"),
+            ]
+        );
+        let digest = |i: usize| layers[i]["digest"].as_str().unwrap().to_string();
+        assert_eq!(blob(&digest(1)), fixtures("hello").unwrap());
+        assert_eq!(blob(&digest(2)), fixtures("cgi").unwrap());
+
+        let carried = table(std::str::from_utf8(&blob(&digest(0))).unwrap());
+        let named: Vec<(&str, &str)> = carried
+            .routes
+            .iter()
+            .map(|r| (r.name.as_str(), r.component.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("hello", digest(1).as_str()),
+                ("api", digest(1).as_str()),
+                ("cgi", digest(2).as_str())
+            ]
+        );
+        assert_eq!(carried.routes[1].env, ["WASMHTTP_REQUEST_TIMEOUT=2s"]);
+
+        // the CNCF config: every layer's digest, the components' world
+        assert_eq!(
+            manifest["config"]["mediaType"],
+            super::super::ARTIFACT_CONFIG_MEDIA_TYPE
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+        assert_eq!(config["architecture"], "wasm");
+        assert_eq!(config["os"], "wasip2");
+        assert_eq!(config["author"], "wasmhttp");
+        assert_eq!(
+            config["layerDigests"],
+            serde_json::json!([digest(0), digest(1), digest(2)])
+        );
+        let exports = config["component"]["exports"].as_array().unwrap();
+        assert!(
+            exports.iter().any(|e| e
+                .as_str()
+                .unwrap()
+                .starts_with("wasi:http/incoming-handler@")),
+            "{config}"
+        );
+        // the CGI program is a preview 1 module: it adds no world items
+        assert!(
+            config["component"]["imports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| !i.as_str().unwrap().starts_with("wasi_snapshot_preview1")),
+            "{config}"
+        );
+
+        // the shim's precompile step passes the manifest layer on as it is
+        assert!(
+            crate::precompile::components_in_layer(routes::MANIFEST_MEDIA_TYPE, &blob(&digest(0)))
+                .unwrap()
+                .is_empty()
+        );
+        // the same app and metadata give the same artifact
+        let mut again = Vec::new();
+        write_app_artifact(&app, "app:1", &metadata, &mut again).unwrap();
+        assert_eq!(out, again);
     }
 
     #[test]

@@ -47,11 +47,61 @@ pub fn write_artifact(
             "the Wasm OCI artifact holds components; this is a preview 1 module: package it without --artifact"
         );
     }
-    let reference = normalize_reference(reference)?;
     let (imports, exports) = world_items(wasm)?;
-    let mut archive = OciArchive::new(out);
+    let (reference, manifest_digest) = write_layers(
+        &[ArtifactLayer {
+            media_type: ARTIFACT_LAYER_MEDIA_TYPE,
+            content: wasm,
+            title: &metadata.title,
+        }],
+        Some(ArtifactComponent {
+            exports,
+            imports,
+            target: None,
+        }),
+        reference,
+        metadata,
+        out,
+    )?;
+    Ok(ImageSummary {
+        reference,
+        manifest_digest,
+        world,
+    })
+}
 
-    let layer = archive.add_blob(MediaType::Other(ARTIFACT_LAYER_MEDIA_TYPE.into()), wasm)?;
+/// One layer of an artifact, titled (`org.opencontainers.image.title`).
+pub(super) struct ArtifactLayer<'a> {
+    pub media_type: &'a str,
+    pub content: &'a [u8],
+    pub title: &'a str,
+}
+
+/// The config's `component`: the world's imports and exports by WIT name.
+#[derive(Serialize)]
+pub(super) struct ArtifactComponent {
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    pub target: Option<String>,
+}
+
+/// Writes an artifact of `layers` (the config's `os` is `wasip2` when it
+/// describes a component, `wasip1` otherwise, as oci-wasm has it). Returns
+/// the qualified reference and the manifest's digest.
+pub(super) fn write_layers(
+    layers: &[ArtifactLayer],
+    component: Option<ArtifactComponent>,
+    reference: &str,
+    metadata: &ArtifactMetadata,
+    out: impl Write,
+) -> Result<(String, String)> {
+    let reference = normalize_reference(reference)?;
+    let mut archive = OciArchive::new(out);
+    let mut descriptors = Vec::with_capacity(layers.len());
+    for layer in layers {
+        descriptors
+            .push(archive.add_blob(MediaType::Other(layer.media_type.into()), layer.content)?);
+    }
     // field order is wkg's (oci-wasm's WasmConfig), so equal input gives its digest
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -61,25 +111,19 @@ pub fn write_artifact(
         architecture: &'a str,
         os: &'a str,
         layer_digests: Vec<String>,
-        component: ArtifactComponent,
-    }
-    #[derive(Serialize)]
-    struct ArtifactComponent {
-        exports: Vec<String>,
-        imports: Vec<String>,
-        target: Option<String>,
+        component: Option<ArtifactComponent>,
     }
     let config = ArtifactConfig {
         created: &metadata.created,
         author: &metadata.author,
         architecture: "wasm",
-        os: "wasip2",
-        layer_digests: vec![layer.digest().to_string()],
-        component: ArtifactComponent {
-            exports,
-            imports,
-            target: None,
+        os: if component.is_some() {
+            "wasip2"
+        } else {
+            "wasip1"
         },
+        layer_digests: descriptors.iter().map(|d| d.digest().to_string()).collect(),
+        component,
     };
     let config = archive.add_blob(
         MediaType::Other(ARTIFACT_CONFIG_MEDIA_TYPE.into()),
@@ -93,7 +137,7 @@ pub fn write_artifact(
         schema_version: u8,
         media_type: &'a str,
         config: Blob<'a>,
-        layers: [Blob<'a>; 1],
+        layers: Vec<Blob<'a>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         annotations: Option<&'a std::collections::BTreeMap<String, String>>,
     }
@@ -115,22 +159,22 @@ pub fn write_artifact(
             size: config.size(),
             annotations: None,
         },
-        layers: [Blob {
-            media_type: ARTIFACT_LAYER_MEDIA_TYPE,
-            digest: layer.digest().to_string(),
-            size: layer.size(),
-            annotations: Some([("org.opencontainers.image.title", metadata.title.as_str())].into()),
-        }],
+        layers: layers
+            .iter()
+            .zip(&descriptors)
+            .map(|(layer, descriptor)| Blob {
+                media_type: layer.media_type,
+                digest: descriptor.digest().to_string(),
+                size: descriptor.size(),
+                annotations: Some([("org.opencontainers.image.title", layer.title)].into()),
+            })
+            .collect(),
         annotations: (!metadata.annotations.is_empty()).then_some(&metadata.annotations),
     };
     let manifest = archive.add_blob(MediaType::ImageManifest, &serde_json::to_vec(&manifest)?)?;
     let manifest_digest = manifest.digest().to_string();
     archive.finish(&reference, manifest, None)?;
-    Ok(ImageSummary {
-        reference,
-        manifest_digest,
-        world,
-    })
+    Ok((reference, manifest_digest))
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 //!
 //! `wasmhttp image --artifact` writes that wasm-native layout instead, the
 //! CNCF Wasm OCI artifact, exactly as `wkg oci push` lays it out (see
-//! [`write_artifact`]), for containerd 2 with CRI and for registries that
+//! [`write_artifact`]; an app as [`write_app_artifact`]), for containerd 1.7
+//! and 2 with CRI and for registries that
 //! index components.
 
 use std::io::Write;
@@ -35,7 +36,7 @@ mod archive;
 mod artifact;
 pub mod middleware;
 
-pub use app::{AppComponents, AppSummary, write_app_image};
+pub use app::{AppComponents, AppSummary, write_app_artifact, write_app_image};
 pub use archive::{OciArchive, gzip, single_file_tar};
 use archive::{canonical_json, files_tar};
 pub use artifact::{

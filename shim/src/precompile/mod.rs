@@ -43,7 +43,8 @@ pub const TAR_GZIP_LAYERS: &[&str] = &[
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
 ];
 
-/// Every layer type the shim asks runwasi for.
+/// Every layer type the shim asks runwasi for: components, tar layers, and
+/// an app's manifest in the Wasm OCI artifact layout (which holds no code).
 pub const LAYER_TYPES: &[&str] = &[
     "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
     "application/wasm",
@@ -51,6 +52,7 @@ pub const LAYER_TYPES: &[&str] = &[
     "application/vnd.docker.image.rootfs.diff.tar",
     "application/vnd.oci.image.layer.v1.tar+gzip",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    crate::routes::MANIFEST_MEDIA_TYPE,
 ];
 
 /// The largest component the shim loads. Real ones are far smaller (the
@@ -97,6 +99,10 @@ pub fn components_in_layer(media_type: &str, content: &[u8]) -> Result<Vec<Found
     }
     if TAR_LAYERS.contains(&media_type) {
         return components_in_tar(content);
+    }
+    if media_type == crate::routes::MANIFEST_MEDIA_TYPE {
+        // runwasi hands it on as it is
+        return Ok(vec![]);
     }
     bail!("layer media type {media_type} is not one the shim reads")
 }

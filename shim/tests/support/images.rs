@@ -55,6 +55,71 @@ pub fn wasm_artifact(dir: &Path, component: &Path, reference: &str) -> PathBuf {
     wasmhttp_image_with(dir, component, reference, &["--artifact"])
 }
 
+/// An app as a CNCF Wasm OCI artifact: `wasmhttp image --artifact` of
+/// `--route` flags (`PATH=FILE[,...]`, files as absolute paths).
+pub fn app_artifact(dir: &Path, routes: &[String], reference: &str) -> PathBuf {
+    let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhttp"));
+    command.args(["image", "--artifact"]);
+    for route in routes {
+        command.args(["--route", route]);
+    }
+    let output = command
+        .args(["--name", reference, "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "wasmhttp image --artifact failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
+/// A hand-made Wasm OCI artifact (config `application/vnd.wasm.config.v0+json`,
+/// architecture `wasm`) of `layers` (media type, content), as another tool
+/// might write one: for the start-time checks `wasmhttp image` would not let
+/// through.
+pub fn hand_made_artifact(dir: &Path, layers: &[(&str, &[u8])], reference: &str) -> PathBuf {
+    let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
+    let mut archive = OciArchive::new(std::fs::File::create(&out).unwrap());
+    let descriptors: Vec<_> = layers
+        .iter()
+        .map(|(media_type, content)| {
+            archive
+                .add_blob(MediaType::Other(media_type.to_string()), content)
+                .unwrap()
+        })
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "wasm",
+        "os": "wasip2",
+        "layerDigests": descriptors.iter().map(|d| d.digest().to_string()).collect::<Vec<_>>(),
+    });
+    let config = archive
+        .add_blob(
+            MediaType::Other("application/vnd.wasm.config.v0+json".into()),
+            &serde_json::to_vec(&config).unwrap(),
+        )
+        .unwrap();
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config)
+        .layers(descriptors)
+        .build()
+        .unwrap();
+    let manifest = archive
+        .add_blob(
+            MediaType::ImageManifest,
+            &serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+    archive.finish(reference, manifest, None).unwrap();
+    out
+}
+
 fn wasmhttp_image_with(dir: &Path, component: &Path, reference: &str, flags: &[&str]) -> PathBuf {
     let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
     let output = Command::new(env!("CARGO_BIN_EXE_wasmhttp"))
