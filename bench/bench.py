@@ -667,7 +667,7 @@ def apps(args, hello):
 
     callee_port = free_port()
 
-    def over_loopback(_wasm, port):
+    def over_loopback(port):
         callee = wasmhttp_serve(hello, callee_port)
         try:
             caller = wasmhttp_serve(PROXY_JS, port, env={
@@ -678,17 +678,57 @@ def apps(args, hello):
             raise
         return together(caller, callee)
 
-    rows = throughput(args, [("hello, one component", hello, None)],
-                      [("wasmhttp serve", lambda _w: lambda wasm, port: wasmhttp_serve(wasm, port))])
-    rows += throughput(args, [(f"hello, one route of {APP_ROUTES}", hello, None, middle)],
-                       [("wasmhttp serve", lambda _w: lambda _wasm, port: wasmhttp_app(routed, port))])
     in_process = [("/proxy/...", PROXY_JS, "front"), ("/...", hello, "hello")]
-    rows += throughput(args, [("proxy-js → hello, in-process call", PROXY_JS, None,
-                               "/proxy/?url=http://hello.app.internal/bench")],
-                       [("wasmhttp serve", lambda _w: lambda _wasm, port: wasmhttp_app(in_process, port))])
-    rows += throughput(args, [("proxy-js → hello, loopback HTTP", PROXY_JS, None,
-                               f"/?url=http://127.0.0.1:{callee_port}/bench")],
-                       [("wasmhttp serve", lambda _w: over_loopback)])
+    rows = interleaved(args, [
+        ("hello, one component", lambda port: wasmhttp_serve(hello, port), "/bench"),
+        (f"hello, one route of {APP_ROUTES}", lambda port: wasmhttp_app(routed, port), middle),
+    ])
+    rows += interleaved(args, [
+        ("proxy-js → hello, loopback HTTP", over_loopback,
+         f"/?url=http://127.0.0.1:{callee_port}/bench"),
+        ("proxy-js → hello, in-process call", lambda port: wasmhttp_app(in_process, port),
+         "/proxy/?url=http://hello.app.internal/bench"),
+    ])
+    return rows
+
+
+def interleaved(args, contenders):
+    """Contenders measured in turns, each round all of them one after the
+    other on servers started once, so that a machine's drift (a neighbour, a
+    frequency change) meets each alike: one run each, minutes apart, moved
+    these by ±10 % here. Each row is its median round (rps, latencies), the
+    CPU per request over all its rounds, and every round's rps."""
+    servers = []
+    try:
+        for workload, start, path in contenders:
+            port = free_port()
+            log(f"apps: starting {workload}")
+            servers.append((workload, start(port), path, port))
+        for workload, server, path, port in servers:
+            wrk(port, 1, args.connections, None, path)  # warm-up
+        rounds = {workload: [] for workload, *_ in servers}
+        cpu = {workload: [0.0, 0] for workload, *_ in servers}
+        for turn in range(args.app_rounds):
+            for workload, server, path, port in servers:
+                before = cpu_seconds(server.pids())
+                result = wrk(port, args.duration, args.connections, None, path)
+                cpu[workload][0] += cpu_seconds(server.pids()) - before
+                cpu[workload][1] += result["requests"]
+                rounds[workload].append(result)
+                log(f"  round {turn + 1}, {workload}: {result['rps']:.0f} rps, {result['errors']} errors")
+    finally:
+        for _, server, _, _ in servers:
+            server.stop()
+    rows = []
+    for workload, *_ in servers:
+        results = sorted(rounds[workload], key=lambda r: r["rps"])
+        row = dict(results[len(results) // 2])
+        seconds, requests = cpu[workload]
+        row.update(workload=workload, contender="wasmhttp serve",
+                   errors=sum(r["errors"] for r in results),
+                   rounds_rps=[r["rps"] for r in rounds[workload]],
+                   cpu_us_per_request=seconds * 1e6 / requests if requests else None)
+        rows.append(row)
     return rows
 
 
@@ -854,13 +894,15 @@ def report(data):
     if data.get("apps"):
         lines += ["", f"Apps, all in `wasmhttp serve`; same load. Routing: hello alone against hello "
                   f"as one of {APP_ROUTES} routes. Calls: proxy-js fetching hello in-process against "
-                  "over loopback HTTP from a second server (server CPU: both components').", "",
-                  "| workload | rps | p50 ms | p99 ms | errors | × the first of its pair | server CPU µs per request |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for first, second in ((0, 1), (3, 2)):
+                  "over loopback HTTP from a second server (server CPU: both components'). Each pair "
+                  f"in {data.get('app_rounds', 1)} interleaved rounds; rps is the median round's.", "",
+                  "| workload | rps | each round's rps | p50 ms | p99 ms | errors | × the first of its pair | server CPU µs per request |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|"]
+        for first, second in ((0, 1), (2, 3)):
             pair = data["apps"][first], data["apps"][second]
             for r in pair:
-                lines.append(f"| {r['workload']} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | "
+                rounds = ", ".join(fmt(rps) for rps in r.get("rounds_rps", []))
+                lines.append(f"| {r['workload']} | {fmt(r['rps'])} | {rounds} | {fmt(r['p50_ms'], 2)} | "
                              f"{fmt(r['p99_ms'], 2)} | {r['errors']} | {ratio(r['rps'], pair[0]['rps'])} | "
                              f"{fmt(r['cpu_us_per_request'])} |")
     lines += ["", f"Cold start: `ctr run` → first 200 (first start compiles; cached: median of "
@@ -944,6 +986,8 @@ def main():
     parser.add_argument("--reuse", type=int, default=64,
                         help="WASMHTTP_INSTANCE_REUSE (and wasmtime's reuse count) for the reuse rows")
     parser.add_argument("--runs", type=int, default=5, help="cached starts per image")
+    parser.add_argument("--app-rounds", type=int, default=3,
+                        help="interleaved rounds of each pair in the apps section")
     parser.add_argument("--quick", action="store_true", help="2 s loads, 10 containers: a short run")
     parser.add_argument("--smoke", action="store_true",
                         help="every section for a second or so, without --wasmtime if need be "
@@ -962,9 +1006,9 @@ def main():
     if not args.wasmtime and not args.smoke:
         print("bench: no --wasmtime given: the wasmtime serve rows are left out")
     if args.quick:
-        args.duration, args.density, args.runs = 2, 10, 2
+        args.duration, args.density, args.runs, args.app_rounds = 2, 10, 2, 2
     if args.smoke:
-        args.duration, args.connections, args.density, args.runs = 1, 4, 3, 1
+        args.duration, args.connections, args.density, args.runs, args.app_rounds = 1, 4, 3, 1, 1
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="wasmhttp-bench-files.")
     subprocess.run([FIXTURES, "build", work, "hello", "echo", "cgi", "cgi-component", "cgi-platform"],
@@ -1038,7 +1082,8 @@ def main():
                      ("hello-js", JS_HELLO, None), ("hello-py 0.2", PY_HELLO, None),
                      ("hello-py 0.3", PY_SERVICE, None)]
         data = {"machine": machine(), "duration": args.duration, "connections": args.connections,
-                "reuse": reuse, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+                "reuse": reuse, "app_rounds": args.app_rounds,
+                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
         sections = set(args.sections.split(","))
         # cold starts first: a first start must find nothing compiled yet
         wasm_runtime = "io.containerd.wasmhttp.v1"
