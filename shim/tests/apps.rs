@@ -19,18 +19,6 @@ fn route(path: &str, component: &Path, extra: &str) -> String {
     format!("--route={path}={}{extra}", component.display())
 }
 
-/// The values of the echo fixture's `x-echo-header` lines for `name`: what
-/// the component saw of that request header.
-fn seen_header(response: &Response, name: &str) -> Vec<String> {
-    // an empty value arrives as "name:" (the client trims the line)
-    let prefix = format!("{name}:");
-    response
-        .all("x-echo-header")
-        .into_iter()
-        .filter_map(|line| line.strip_prefix(&prefix).map(|v| v.trim().to_string()))
-        .collect()
-}
-
 fn get(served: &Served, path: &str) -> Response {
     http::get(served.addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", served.log()))
 }
@@ -82,37 +70,33 @@ fn the_longest_route_that_matches_serves_and_the_component_learns_which() {
     let api = get(&served, "/api/users/7?q=1");
     assert_eq!(api.status, 200, "{api:?}");
     assert_eq!(api.header("x-echo-path"), Some("/api/users/7?q=1"));
-    assert_eq!(seen_header(&api, "x-wasmhttp-route"), ["api"]);
-    assert_eq!(seen_header(&api, "x-wasmhttp-route-base"), ["/api"]);
-    assert_eq!(seen_header(&api, "x-wasmhttp-path-info"), ["/users/7"]);
+    assert_eq!(api.seen_header("x-wasmhttp-route"), ["api"]);
+    assert_eq!(api.seen_header("x-wasmhttp-route-base"), ["/api"]);
+    assert_eq!(api.seen_header("x-wasmhttp-path-info"), ["/users/7"]);
 
     // a prefix route covers its base with and without the slash
     for path in ["/api", "/api/"] {
         let response = get(&served, path);
-        assert_eq!(
-            seen_header(&response, "x-wasmhttp-route"),
-            ["api"],
-            "{path}"
-        );
+        assert_eq!(response.seen_header("x-wasmhttp-route"), ["api"], "{path}");
     }
     // an exact route is that path only; the rest falls to the catch-all
     for path in ["/health/", "/health/x", "/healthz", "/apis", "/"] {
         let response = get(&served, path);
         assert_eq!(response.status, 200, "{path}: {response:?}");
         assert_eq!(
-            seen_header(&response, "x-wasmhttp-route"),
+            response.seen_header("x-wasmhttp-route"),
             ["front"],
             "{path}"
         );
-        assert_eq!(seen_header(&response, "x-wasmhttp-route-base"), [""]);
+        assert_eq!(response.seen_header("x-wasmhttp-route-base"), [""]);
     }
 
     // unreserved characters match decoded; an encoded slash stays in its segment
     let decoded = get(&served, "/%61pi/x");
-    assert_eq!(seen_header(&decoded, "x-wasmhttp-route"), ["api"]);
+    assert_eq!(decoded.seen_header("x-wasmhttp-route"), ["api"]);
     assert_eq!(decoded.header("x-echo-path"), Some("/%61pi/x"));
     let slash = get(&served, "/api%2Fx");
-    assert_eq!(seen_header(&slash, "x-wasmhttp-route"), ["front"]);
+    assert_eq!(slash.seen_header("x-wasmhttp-route"), ["front"]);
 
     // dot segments are refused, not resolved past a route
     for path in ["/api/../health", "/api/./x", "/front/%2e%2e/api"] {
@@ -129,8 +113,8 @@ fn the_longest_route_that_matches_serves_and_the_component_learns_which() {
         b"",
     )
     .unwrap();
-    assert_eq!(seen_header(&spoofed, "x-wasmhttp-route"), ["api"]);
-    assert_eq!(seen_header(&spoofed, "x-wasmhttp-path-info"), ["/x"]);
+    assert_eq!(spoofed.seen_header("x-wasmhttp-route"), ["api"]);
+    assert_eq!(spoofed.seen_header("x-wasmhttp-path-info"), ["/x"]);
 
     wait_for_metric(
         served.admin,
@@ -321,7 +305,7 @@ component = "hello.wasm"
     .unwrap();
     let served = serve_routes("manifest", &[manifest.to_str().unwrap()], &[]);
     let api = get(&served, "/api/v1");
-    assert_eq!(seen_header(&api, "x-wasmhttp-route"), ["api"]);
+    assert_eq!(api.seen_header("x-wasmhttp-route"), ["api"]);
     assert!(
         api.all("x-echo-env").contains(&"GREETING=hi"),
         "{:?}",

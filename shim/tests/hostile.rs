@@ -516,7 +516,7 @@ fn misbehaving_guests_cost_only_their_request() {
     // half a body, then a trap: the client must not take it for a whole body
     let answer = raw(
         addr,
-        b"GET /half HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET /half HTTP/1.1\r\nhost: x\r\nx-request-id: half-1\r\n\r\n",
         false,
         Duration::from_secs(5),
     )
@@ -526,7 +526,7 @@ fn misbehaving_guests_cost_only_their_request() {
         "a body cut by a trap ended like a complete one: {answer:?}"
     );
     served.wait_for_log(
-        "GET /half: the guest failed while streaming the response body",
+        "GET /half [request half-1]: the guest failed while streaming the response body",
         "a trap mid-body",
     );
     ok("a trap mid-body");
@@ -554,7 +554,7 @@ fn misbehaving_guests_cost_only_their_request() {
     let rss_before = rss_kib(&served);
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
-        .write_all(b"GET /flood HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(b"GET /flood HTTP/1.1\r\nhost: x\r\nx-request-id: flood-1\r\n\r\n")
         .unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(6)))
@@ -576,7 +576,7 @@ fn misbehaving_guests_cost_only_their_request() {
         "the server grew by {grown} KiB while streaming"
     );
     served.wait_for_log(
-        "GET /flood: the guest failed while streaming the response body, which was cut: the guest was stopped at the request timeout",
+        "GET /flood [request flood-1]: the guest failed while streaming the response body, which was cut: the guest was stopped at the request timeout",
         "a flood of a body",
     );
     ok("a flood of a body");

@@ -104,6 +104,114 @@ fn guest_sees_only_its_env_and_args() {
     assert!(served.terminate().success());
 }
 
+/// Issue 26: a request's id is a sane `X-Request-Id` it came with, or one
+/// made for it; the guest sees it, the client gets it back, and the access
+/// log and the failure lines about the request carry it.
+#[test]
+fn every_request_has_an_id_the_guest_the_client_and_the_log_see() {
+    let dir = temp_dir("request-id");
+    let echo = serve(
+        "request-id",
+        &fixture(&dir, "echo"),
+        &[],
+        &[("WASMHTTP_ACCESS_LOG", "json")],
+    );
+    let logged_id = |path: &str| {
+        eventually(Duration::from_secs(5), "the access log line", || {
+            let log = echo.log();
+            log.lines()
+                .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .find(|entry| entry["path"] == path)
+                .map(|entry| entry["request_id"].as_str().unwrap_or_default().to_string())
+                .ok_or(log)
+        })
+    };
+    let made_id = |id: &str| {
+        id.split_once('-').is_some_and(|(prefix, n)| {
+            prefix.len() == 16
+                && prefix.bytes().all(|b| b.is_ascii_hexdigit())
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+
+    // none sent: one is made
+    let response = http::get(echo.addr, "/none").unwrap();
+    let id = response.header("x-request-id").unwrap().to_string();
+    assert!(made_id(&id), "{id:?}");
+    assert_eq!(response.seen_header("x-request-id"), [id.clone()]);
+    assert_eq!(logged_id("/none"), id);
+
+    // a sane one is kept, end to end
+    let sent = [("x-request-id", "4bf92f3577b34da6a3ce929d0e0e4736")];
+    let response = http::request(echo.addr, "GET", "/kept", &sent, b"").unwrap();
+    assert_eq!(
+        response.header("x-request-id"),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(
+        response.seen_header("x-request-id"),
+        ["4bf92f3577b34da6a3ce929d0e0e4736"]
+    );
+    assert_eq!(logged_id("/kept"), "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    // one that would forge a log field, or two at once, is replaced
+    let too_long = "a".repeat(129);
+    for (path, sent) in [
+        ("/quote", vec![("x-request-id", "a\",\"status\":200")]),
+        ("/long", vec![("x-request-id", too_long.as_str())]),
+        (
+            "/two",
+            vec![("x-request-id", "one"), ("x-request-id", "two")],
+        ),
+    ] {
+        let response = http::request(echo.addr, "GET", path, &sent, b"").unwrap();
+        let id = response.header("x-request-id").unwrap().to_string();
+        assert!(made_id(&id), "{path}: {id:?}");
+        assert_eq!(response.seen_header("x-request-id"), [id.clone()], "{path}");
+        assert_eq!(logged_id(path), id, "{path}");
+    }
+
+    // two identical requests at once are told apart
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let two: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| http::get(echo.addr, "/same").unwrap()))
+            .collect();
+        two.into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap()
+                    .header("x-request-id")
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    });
+    assert_ne!(ids[0], ids[1]);
+
+    // a failure's log line names the request by its id
+    let trap = serve("request-id-trap", &fixture(&dir, "trap"), &[], &[]);
+    let sent = [("x-request-id", "trap-7")];
+    let response = http::request(trap.addr, "GET", "/trap", &sent, b"").unwrap();
+    assert_eq!(
+        (response.status, response.header("x-request-id")),
+        (500, Some("trap-7"))
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the failure line with the id",
+        || {
+            let log = trap.log();
+            log.lines()
+                .any(|line| {
+                    line.starts_with("wasmhttp: GET /trap [request trap-7]: the guest failed")
+                })
+                .then_some(())
+                .ok_or(log)
+        },
+    );
+}
+
 #[test]
 fn traps_and_missing_responses_are_500s_and_serving_goes_on() {
     let dir = temp_dir("faults");

@@ -31,6 +31,7 @@ use crate::http::ServerState;
 use crate::http::admission::Call;
 use crate::http::body::{self, BodyError, GuestBody, RunEnd};
 use crate::http::failure::Failure;
+use crate::http::request_id::RequestId;
 use crate::program::Command;
 use crate::program::cgi::{self, HeadError, MAX_HEAD_BYTES};
 use crate::settings::Settings;
@@ -159,7 +160,8 @@ impl CgiApp {
         })?;
         // The head is sent; how the program ends can only cut the body (a
         // trap, the timeout) or be noted (a non-zero exit after a response).
-        let line = (parts.method, parts.uri);
+        let id = parts.extensions.get::<RequestId>().cloned();
+        let line = (parts.method, parts.uri, id);
         watch_after_head(
             task,
             self.state.clone(),
@@ -168,7 +170,10 @@ impl CgiApp {
             |request, code| {
                 if code != 0 {
                     eprintln!(
-                        "wasmhttp: {request}: the CGI program exited with status {code} after its response"
+                        "{}",
+                        request.said(format_args!(
+                            "the CGI program exited with status {code} after its response"
+                        ))
                     );
                 }
             },

@@ -21,6 +21,7 @@ use crate::guest::GuestConfig;
 use crate::http::ServerState;
 use crate::http::admission::Call;
 use crate::http::failure::{Failure, RequestLine};
+use crate::http::request_id::RequestId;
 use crate::settings::Settings;
 use crate::world::Plan;
 
@@ -99,7 +100,7 @@ impl<T> Drop for GuestTask<T> {
 pub fn watch_after_head<T: Send + 'static>(
     task: GuestTask<T>,
     state: Arc<ServerState>,
-    (method, uri): (Method, Uri),
+    (method, uri, id): (Method, Uri, Option<RequestId>),
     who: &'static str,
     ended: impl FnOnce(&RequestLine, T) + Send + 'static,
 ) {
@@ -107,6 +108,7 @@ pub fn watch_after_head<T: Send + 'static>(
         let request = RequestLine {
             method: &method,
             uri: &uri,
+            id: id.as_ref().map_or("-", RequestId::as_str),
         };
         match task.join().await {
             Ok(value) => ended(&request, value),

@@ -24,6 +24,7 @@ use crate::http::ServerState;
 use crate::http::admission::Call;
 use crate::http::body::{self, GuestBody, RunEnd, RunEndSender};
 use crate::http::failure::Failure;
+use crate::http::request_id::RequestId;
 use crate::settings::Settings;
 
 pub struct ProxyApp {
@@ -63,7 +64,11 @@ impl ProxyApp {
 
     async fn serve(&self, req: Request<Incoming>, call: Call) -> Head {
         // for the log line of a failure after the head (cheap: shared bytes)
-        let line = (req.method().clone(), req.uri().clone());
+        let line = (
+            req.method().clone(),
+            req.uri().clone(),
+            req.extensions().get::<RequestId>().cloned(),
+        );
         let (mut store, warm, served) = match self.warm.take() {
             Some(warm) => (warm.instance.store, Some(warm.instance.proxy), warm.served),
             None => {

@@ -42,15 +42,22 @@ pub enum Failure {
     Failed(anyhow::Error),
 }
 
-/// The method and target of a request, for the log lines about it.
+/// The method, target and id of a request, for the log lines about it.
 pub struct RequestLine<'a> {
     pub method: &'a Method,
     pub uri: &'a Uri,
+    pub id: &'a str,
 }
 
-impl fmt::Display for RequestLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method, self.uri)
+impl RequestLine<'_> {
+    /// A container log line about this request: `wasmhttp: GET /x
+    /// [request ID]: what`, the id before `what` (which may run to several
+    /// lines: a trap's backtrace).
+    pub fn said(&self, what: impl fmt::Display) -> String {
+        format!(
+            "wasmhttp: {} {} [request {}]: {what}",
+            self.method, self.uri, self.id
+        )
     }
 }
 
@@ -105,14 +112,14 @@ impl Failure {
             | Failure::NoRouteNamed(_) => None,
             Failure::Overloaded { detail, .. } => detail
                 .as_ref()
-                .map(|detail| format!("wasmhttp: {request}: shed with 503: {detail}")),
-            Failure::TimedOut => Some(format!(
-                "wasmhttp: {request}: no response within WASMHTTP_REQUEST_TIMEOUT={:?}; the guest was stopped",
+                .map(|detail| request.said(format_args!("shed with 503: {detail}"))),
+            Failure::TimedOut => Some(request.said(format_args!(
+                "no response within WASMHTTP_REQUEST_TIMEOUT={:?}; the guest was stopped",
                 settings.request_timeout
-            )),
-            Failure::BadGateway(why) => Some(format!("wasmhttp: {request}: {why}")),
+            ))),
+            Failure::BadGateway(why) => Some(request.said(why)),
             Failure::Trapped(err) | Failure::Failed(err) => {
-                Some(format!("wasmhttp: {request}: {err:#}"))
+                Some(request.said(format_args!("{err:#}")))
             }
         }
     }
@@ -172,7 +179,10 @@ impl Failure {
     pub fn after_head(self, request: &RequestLine, who: &str, metrics: &Metrics) {
         self.count(metrics);
         eprintln!(
-            "wasmhttp: {request}: {who} failed while streaming the response body, which was cut: {self}"
+            "{}",
+            request.said(format_args!(
+                "{who} failed while streaming the response body, which was cut: {self}"
+            ))
         );
     }
 }
@@ -214,6 +224,7 @@ mod tests {
         let request = RequestLine {
             method: &method,
             uri: &uri,
+            id: "test-1",
         };
         failure.respond(&request, &Settings::default(), metrics)
     }
@@ -300,6 +311,7 @@ mod tests {
         let request = RequestLine {
             method: &method,
             uri: &uri,
+            id: "test-1",
         };
         Failure::TimedOut.after_head(&request, "the guest", &metrics);
         Failure::Trapped(anyhow::anyhow!("trap")).after_head(&request, "the guest", &metrics);

@@ -74,7 +74,8 @@ impl Handler {
         req: Request<Incoming>,
         route: &str,
     ) -> Response<HyperOutgoingBody> {
-        let arrived = Arrived::of(&req);
+        let mut req = req;
+        let arrived = Arrived::of(&mut req);
         let routed = self.named(req, route);
         self.answer(arrived, routed, CALLER).await
     }

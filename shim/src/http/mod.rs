@@ -36,6 +36,7 @@ use crate::world::Plan;
 use admission::Admission;
 use connection::{ConnectionUse, TrackedBody, serve_until_idle};
 use failure::{Failure, RequestLine};
+use request_id::{REQUEST_ID_HEADER, RequestId};
 
 pub mod admin;
 pub mod admission;
@@ -43,6 +44,7 @@ pub mod body;
 pub mod connection;
 pub mod failure;
 mod internal;
+pub mod request_id;
 
 /// What the admin listener reports about the server; shared with it.
 #[derive(Default)]
@@ -247,7 +249,8 @@ impl Handler {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<HyperOutgoingBody> {
-        let arrived = Arrived::of(&req);
+        let mut req = req;
+        let arrived = Arrived::of(&mut req);
         let routed = self.route(req);
         self.answer(arrived, routed, peer).await
     }
@@ -263,6 +266,7 @@ impl Handler {
             method,
             uri,
             version,
+            id,
         } = arrived;
         let (target, answer) = match routed {
             Ok((target, req)) => (Some(target), self.serve(target, req, peer).await),
@@ -274,11 +278,16 @@ impl Handler {
                 let request = RequestLine {
                     method: &method,
                     uri: &uri,
+                    id: id.as_str(),
                 };
                 let settings = target.map_or(&self.settings, |target| &target.settings);
                 failure.respond(&request, settings, &self.state.metrics)
             }
         };
+        let mut response = response;
+        response
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, id.header_value());
         let status = response.status().as_u16();
         let took = started.elapsed();
         let route = target.and_then(|target| target.name.as_deref());
@@ -287,7 +296,7 @@ impl Handler {
             self.state.metrics.route_responded(route, status);
         }
         if self.settings.access_log == AccessLog::Json {
-            access_log(peer, &method, &uri, version, status, took, route);
+            access_log(peer, &method, &uri, version, status, took, route, &id);
         }
         response
     }
@@ -343,15 +352,23 @@ struct Arrived {
     method: hyper::Method,
     uri: hyper::Uri,
     version: hyper::Version,
+    id: RequestId,
 }
 
 impl Arrived {
-    fn of(req: &Request<Incoming>) -> Self {
+    /// Notes the request's arrival, and gives it its id: in the header
+    /// the guest reads, and in its extensions for the lines said about it
+    /// once its response has left.
+    fn of(req: &mut Request<Incoming>) -> Self {
+        let id = RequestId::of(req.headers());
+        id.set(req.headers_mut());
+        req.extensions_mut().insert(id.clone());
         Self {
             started: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
+            id,
         }
     }
 }
@@ -391,6 +408,7 @@ fn access_log(
     status: u16,
     took: Duration,
     route: Option<&str>,
+    id: &RequestId,
 ) {
     let time = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -404,6 +422,7 @@ fn access_log(
         "protocol": format!("{version:?}"),
         "status": status,
         "duration_ms": took.as_secs_f64() * 1e3,
+        "request_id": id.as_str(),
     });
     if let Some(route) = route {
         line["route"] = route.into();

@@ -29,6 +29,17 @@ impl Response {
             .collect()
     }
 
+    /// The values of the echo fixture's `x-echo-header` lines for `name`:
+    /// what the component saw of that request header.
+    pub fn seen_header(&self, name: &str) -> Vec<String> {
+        // an empty value arrives as "name:" (the client trims the line)
+        let prefix = format!("{name}:");
+        self.all("x-echo-header")
+            .into_iter()
+            .filter_map(|line| line.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+            .collect()
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
