@@ -258,33 +258,30 @@ mod tests {
         read_archive(&tar)
     }
 
+    /// hello at two routes (one with a setting), the CGI program at a third.
+    const THREE_ROUTES: &str = r#"
+        [[route]]
+        path = "/..."
+        component = "hello.wasm"
+        [[route]]
+        path = "/api/..."
+        component = "hello.wasm"
+        name = "api"
+        env = ["WASMHTTP_REQUEST_TIMEOUT=2s"]
+        [[route]]
+        path = "/cgi-bin/..."
+        component = "cgi.wasm"
+        env = ["WASMHTTP_MODE=cgi"]
+        args = ["-v"]
+    "#;
+
     fn fixtures(name: &str) -> Result<Vec<u8>> {
         wasmhttp_fixtures::build(name.trim_end_matches(".wasm"))
     }
 
     #[test]
     fn an_app_image_carries_its_manifest_and_each_component_once() {
-        let app = AppComponents::load(
-            table(
-                r#"
-                [[route]]
-                path = "/..."
-                component = "hello.wasm"
-                [[route]]
-                path = "/api/..."
-                component = "hello.wasm"
-                name = "api"
-                env = ["WASMHTTP_REQUEST_TIMEOUT=2s"]
-                [[route]]
-                path = "/cgi-bin/..."
-                component = "cgi.wasm"
-                env = ["WASMHTTP_MODE=cgi"]
-                args = ["-v"]
-                "#,
-            ),
-            fixtures,
-        )
-        .unwrap();
+        let app = AppComponents::load(table(THREE_ROUTES), fixtures).unwrap();
         let mut out = Vec::new();
         let summary = write_app_image(&app, "app:1", &mut out).unwrap();
         assert_eq!(summary.routes.len(), 3);
@@ -307,26 +304,7 @@ mod tests {
 
     #[test]
     fn an_app_artifact_has_its_manifest_layer_naming_each_component_layer_by_digest() {
-        let app = AppComponents::load(
-            table(
-                r#"
-                [[route]]
-                path = "/..."
-                component = "hello.wasm"
-                [[route]]
-                path = "/api/..."
-                component = "hello.wasm"
-                name = "api"
-                env = ["WASMHTTP_REQUEST_TIMEOUT=2s"]
-                [[route]]
-                path = "/cgi-bin/..."
-                component = "cgi.wasm"
-                env = ["WASMHTTP_MODE=cgi"]
-                "#,
-            ),
-            fixtures,
-        )
-        .unwrap();
+        let app = AppComponents::load(table(THREE_ROUTES), fixtures).unwrap();
         let metadata = ArtifactMetadata {
             created: "2026-12-05T08:00:00Z".into(),
             author: Some("wasmhttp".into()),

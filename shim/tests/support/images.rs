@@ -58,23 +58,12 @@ pub fn wasm_artifact(dir: &Path, component: &Path, reference: &str) -> PathBuf {
 /// An app as a CNCF Wasm OCI artifact: `wasmhttp image --artifact` of
 /// `--route` flags (`PATH=FILE[,...]`, files as absolute paths).
 pub fn app_artifact(dir: &Path, routes: &[String], reference: &str) -> PathBuf {
-    let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhttp"));
-    command.args(["image", "--artifact"]);
-    for route in routes {
-        command.args(["--route", route]);
-    }
-    let output = command
-        .args(["--name", reference, "-o"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "wasmhttp image --artifact failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    out
+    run_wasmhttp_image(dir, reference, |command| {
+        command.arg("--artifact");
+        for route in routes {
+            command.args(["--route", route]);
+        }
+    })
 }
 
 /// A hand-made Wasm OCI artifact (config `application/vnd.wasm.config.v0+json`,
@@ -121,11 +110,19 @@ pub fn hand_made_artifact(dir: &Path, layers: &[(&str, &[u8])], reference: &str)
 }
 
 fn wasmhttp_image_with(dir: &Path, component: &Path, reference: &str, flags: &[&str]) -> PathBuf {
+    run_wasmhttp_image(dir, reference, |command| {
+        command.args(flags).arg(component);
+    })
+}
+
+/// `wasmhttp image` with what `add` gives it, `--name REFERENCE` and an
+/// archive in `dir`, which it returns.
+fn run_wasmhttp_image(dir: &Path, reference: &str, add: impl FnOnce(&mut Command)) -> PathBuf {
     let out = dir.join(format!("{}.tar", reference.replace([':', '/'], "_")));
-    let output = Command::new(env!("CARGO_BIN_EXE_wasmhttp"))
-        .arg("image")
-        .args(flags)
-        .arg(component)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wasmhttp"));
+    command.arg("image");
+    add(&mut command);
+    let output = command
         .args(["--name", reference, "-o"])
         .arg(&out)
         .output()
