@@ -67,6 +67,8 @@ pub struct Metrics {
     in_flight: AtomicU64,
     traps: AtomicU64,
     timeouts: AtomicU64,
+    /// guests stopped because their client went away mid-response
+    clients_gone: AtomicU64,
     /// requests served by an instance kept from an earlier one (WASMHTTP_INSTANCE_REUSE)
     reused: AtomicU64,
     /// instances waiting for their next request (WASMHTTP_INSTANCE_REUSE)
@@ -213,6 +215,11 @@ impl Metrics {
         self.timeouts.fetch_add(1, Relaxed);
     }
 
+    /// A client went away before its response was whole; its guest was stopped.
+    pub fn client_gone(&self) {
+        self.clients_gone.fetch_add(1, Relaxed);
+    }
+
     /// A request went to an instance kept from an earlier one.
     pub fn reused(&self) {
         self.reused.fetch_add(1, Relaxed);
@@ -290,6 +297,13 @@ impl Metrics {
             "Requests stopped by WASMHTTP_REQUEST_TIMEOUT.",
             "counter",
             self.timeouts.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "wasmhttp_clients_gone_total",
+            "Responses whose client went away before they were whole: the guest was stopped and its slot freed (not counted as a failure).",
+            "counter",
+            self.clients_gone.load(Relaxed),
         );
         gauge(
             &mut out,

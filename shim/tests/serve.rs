@@ -212,6 +212,75 @@ fn every_request_has_an_id_the_guest_the_client_and_the_log_see() {
     );
 }
 
+/// Issue 26: a client that leaves while its guest sleeps mid-body (a 0.2
+/// handler, a CGI program) frees the one concurrency slot at once, not at
+/// the guest's next write or its 60 s timeout; it is counted and said as a
+/// client gone, not as a failure.
+#[test]
+fn a_client_that_leaves_mid_body_stops_its_guest_at_once() {
+    let dir = temp_dir("client-gone");
+    let one_slot = [
+        ("WASMHTTP_MAX_CONCURRENCY", "1"),
+        ("WASMHTTP_REQUEST_TIMEOUT", "60s"),
+    ];
+    let handler = serve("client-gone", &fixture(&dir, "misbehave"), &[], &one_slot);
+    leaves_mid_body(&handler, "client-gone-1");
+    let cgi_env = [one_slot[0], one_slot[1], ("WASMHTTP_MODE", "cgi")];
+    let program = serve("client-gone-cgi", &fixture(&dir, "cgi"), &[], &cgi_env);
+    leaves_mid_body(&program, "client-gone-2");
+}
+
+fn leaves_mid_body(served: &support::served::Served, id: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(served.addr).unwrap();
+    write!(
+        stream,
+        "GET /stall HTTP/1.1\r\nhost: x\r\nx-request-id: {id}\r\n\r\n"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // the head and the first bytes of the body
+    let body_started = |seen: &[u8]| {
+        seen.windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .is_some_and(|head| seen.len() > head + 4)
+    };
+    while !body_started(&seen) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the body began: {seen:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"), "{seen:?}");
+    let left = Instant::now();
+    drop(stream);
+
+    // the slot is free again long before the guest would have woken
+    eventually(
+        Duration::from_secs(10),
+        "the slot is free again",
+        || match http::get(served.addr, "/ok") {
+            Ok(response) if response.status == 200 || response.status == 201 => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert!(
+        left.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        left.elapsed()
+    );
+    wait_for_metric(served.admin, "wasmhttp_clients_gone_total", 1.0);
+    assert_eq!(metric(served.admin, "wasmhttp_guest_traps_total"), 0.0);
+    let said = format!("wasmhttp: GET /stall [request {id}]: the client went away");
+    eventually(Duration::from_secs(5), "the client-gone line", || {
+        let log = served.log();
+        log.contains(&said).then_some(()).ok_or(log)
+    });
+}
+
 #[test]
 fn traps_and_missing_responses_are_500s_and_serving_goes_on() {
     let dir = temp_dir("faults");

@@ -161,6 +161,8 @@ impl CgiApp {
         // The head is sent; how the program ends can only cut the body (a
         // trap, the timeout) or be noted (a non-zero exit after a response).
         let id = parts.extensions.get::<RequestId>().cloned();
+        // hyper drops a HEAD response's body unread
+        let stop = (parts.method != hyper::Method::HEAD).then(|| task.stopper());
         let line = (parts.method, parts.uri, id);
         watch_after_head(
             task,
@@ -185,7 +187,7 @@ impl CgiApp {
         }
         .map_err(wasmtime_wasi_http::Error::from)
         .boxed_unsync();
-        let mut response = Response::new(GuestBody::of_program(body, ended));
+        let mut response = Response::new(GuestBody::of_program(body, ended, stop));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         Ok(response)

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, Uri};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::engine::Code;
 use crate::guest::GuestConfig;
 use crate::http::ServerState;
 use crate::http::admission::Call;
-use crate::http::failure::{Failure, RequestLine};
+use crate::http::failure::{ClientGone, Failure, RequestLine};
 use crate::http::request_id::RequestId;
 use crate::settings::Settings;
 use crate::world::Plan;
@@ -78,11 +78,21 @@ impl<T: Send + 'static> GuestTask<T> {
         Self(Some(tokio::spawn(run)))
     }
 
+    /// What stops the run; its [`join`](Self::join) then says [`ClientGone`].
+    pub fn stopper(&self) -> AbortHandle {
+        self.0.as_ref().expect("not joined yet").abort_handle()
+    }
+
     /// How the run ended.
     pub async fn join(mut self) -> Result<T> {
         let task = self.0.take().expect("joined once");
-        task.await
-            .unwrap_or_else(|join| Err(anyhow!(join).context("the guest task panicked")))
+        task.await.unwrap_or_else(|join| {
+            if join.is_cancelled() {
+                Err(anyhow!(ClientGone))
+            } else {
+                Err(anyhow!(join).context("the guest task panicked"))
+            }
+        })
     }
 }
 

@@ -106,8 +106,10 @@ impl ProxyApp {
 
         match receiver.await {
             Ok(Ok(response)) => {
+                // hyper drops a HEAD response's body unread
+                let stop = (line.0 != hyper::Method::HEAD).then(|| task.stopper());
                 watch_after_head(task, self.state.clone(), line, "the guest", |_, ()| {});
-                Ok(response.map(|body| GuestBody::of_handler(body, ended)))
+                Ok(response.map(|body| GuestBody::of_handler(body, ended, stop)))
             }
             Ok(Err(code)) => Err(Failure::Failed(anyhow!(
                 "the guest answered with the error code {code:?}"

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -119,9 +120,19 @@ enum End {
 /// as if it were complete, and the client would take the truncated body for
 /// the whole one; an error makes hyper end the connection without the final
 /// chunk (or short of the content length), which every client reports.
+///
+/// Dropped before its end (hyper drops a response whose client went away),
+/// it stops the guest's task at once, as Spin does: a guest that sleeps
+/// between writes would otherwise hold its slot and memory until its next
+/// write failed.
 pub struct GuestBody {
     body: HyperOutgoingBody,
     end: End,
+    /// Stops the guest's run; `None` when nothing should (a HEAD request,
+    /// whose body hyper drops unread).
+    stop: Option<AbortHandle>,
+    /// The body ended (or was cut): dropping it stops nothing.
+    over: bool,
 }
 
 impl GuestBody {
@@ -129,10 +140,13 @@ impl GuestBody {
     pub fn of_handler(
         body: HyperOutgoingBody,
         ended: oneshot::Receiver<RunEnd>,
+        stop: Option<AbortHandle>,
     ) -> HyperOutgoingBody {
         GuestBody {
             body,
             end: End::UnlessFailed(ended),
+            stop,
+            over: false,
         }
         .boxed_unsync()
     }
@@ -141,10 +155,13 @@ impl GuestBody {
     pub fn of_program(
         body: HyperOutgoingBody,
         ended: oneshot::Receiver<RunEnd>,
+        stop: Option<AbortHandle>,
     ) -> HyperOutgoingBody {
         GuestBody {
             body,
             end: End::WhenRunEnds(ended),
+            stop,
+            over: false,
         }
         .boxed_unsync()
     }
@@ -178,7 +195,7 @@ impl Body for GuestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match Pin::new(&mut self.body).poll_frame(cx) {
+        let polled = match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(None) => match self.failed(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(false) => Poll::Ready(None),
@@ -188,7 +205,11 @@ impl Body for GuestBody {
                 .into()))),
             },
             other => other,
+        };
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.over = true;
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -197,6 +218,16 @@ impl Body for GuestBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        if !self.over
+            && let Some(stop) = self.stop.take()
+        {
+            stop.abort();
+        }
     }
 }
 
@@ -228,25 +259,25 @@ mod tests {
         for (said, cut) in [(Some(RunEnd::Clean), false), (Some(RunEnd::Failed), true)] {
             let (tell, ended) = run_end();
             tell.send(said.unwrap()).unwrap();
-            let (data, errored) = read(GuestBody::of_handler(body("hi"), ended)).await;
+            let (data, errored) = read(GuestBody::of_handler(body("hi"), ended, None)).await;
             assert_eq!((data.as_slice(), errored), (&b"hi"[..], cut), "{said:?}");
         }
         // still running after its body: the body is whole
         let (_still_running, ended) = run_end();
         assert_eq!(
-            read(GuestBody::of_handler(body("hi"), ended)).await,
+            read(GuestBody::of_handler(body("hi"), ended, None)).await,
             (b"hi".to_vec(), false)
         );
         // its task gone without a word (aborted, panicked): cut
         let (gone, ended) = run_end();
         drop(gone);
-        assert!(read(GuestBody::of_handler(body("hi"), ended)).await.1);
+        assert!(read(GuestBody::of_handler(body("hi"), ended, None)).await.1);
     }
 
     #[tokio::test]
     async fn a_programs_body_waits_for_how_the_program_ended() {
         let (tell, ended) = run_end();
-        let reader = tokio::spawn(read(GuestBody::of_program(body("out"), ended)));
+        let reader = tokio::spawn(read(GuestBody::of_program(body("out"), ended, None)));
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!reader.is_finished(), "the body ended before the program");
         tell.send(RunEnd::Failed).unwrap();
@@ -255,9 +286,30 @@ mod tests {
         let (tell, ended) = run_end();
         tell.send(RunEnd::Clean).unwrap();
         assert_eq!(
-            read(GuestBody::of_program(body("out"), ended)).await,
+            read(GuestBody::of_program(body("out"), ended, None)).await,
             (b"out".to_vec(), false)
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_before_its_end_stops_the_guest_and_only_then() {
+        let guest = || tokio::spawn(std::future::pending::<()>());
+        // the client went away mid-body
+        let running = guest();
+        let (_tell, ended) = run_end();
+        let mut unfinished = GuestBody::of_handler(body("hi"), ended, Some(running.abort_handle()));
+        drop(unfinished.frame().await);
+        drop(unfinished);
+        assert!(running.await.unwrap_err().is_cancelled());
+
+        // sent whole: the guest runs on (a handler may log after its body)
+        let running = guest();
+        let (_tell, ended) = run_end();
+        let whole = GuestBody::of_handler(body("hi"), ended, Some(running.abort_handle()));
+        assert_eq!(read(whole).await, (b"hi".to_vec(), false));
+        tokio::task::yield_now().await;
+        assert!(!running.is_finished());
+        running.abort();
     }
 
     #[tokio::test]

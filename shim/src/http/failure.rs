@@ -40,7 +40,24 @@ pub enum Failure {
     /// Anything else that left the request without a response (500): the
     /// guest answered with an error code, or never set a response.
     Failed(anyhow::Error),
+    /// The client went away before the response was whole, and the guest
+    /// was stopped (nobody gets a status: 499 in the manner of nginx, for
+    /// the record). Not a failure of the guest or the server.
+    ClientGone,
 }
+
+/// Why a guest's task ended early: its response was dropped unfinished
+/// (the client went away), see [`crate::http::body::GuestBody`].
+#[derive(Debug)]
+pub struct ClientGone;
+
+impl fmt::Display for ClientGone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the client went away before the response was whole; the guest was stopped")
+    }
+}
+
+impl std::error::Error for ClientGone {}
 
 /// The method, target and id of a request, for the log lines about it.
 pub struct RequestLine<'a> {
@@ -67,6 +84,8 @@ impl Failure {
     pub fn of_guest(err: anyhow::Error) -> Self {
         if err.is::<TimedOut>() {
             Failure::TimedOut
+        } else if err.is::<ClientGone>() {
+            Failure::ClientGone
         } else if let Some(full) = err.downcast_ref::<PoolExhausted>() {
             Failure::Overloaded {
                 why: "no instance slot is free",
@@ -86,6 +105,7 @@ impl Failure {
             Failure::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             Failure::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Failure::Trapped(_) | Failure::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::ClientGone => StatusCode::from_u16(499).expect("499 is in the status range"),
         }
     }
 
@@ -98,6 +118,7 @@ impl Failure {
             Failure::Overloaded { .. } => metrics.rejected(Rejection::Overloaded),
             Failure::TimedOut => metrics.timed_out(),
             Failure::Trapped(_) => metrics.trapped(),
+            Failure::ClientGone => metrics.client_gone(),
             Failure::BadGateway(_) | Failure::Failed(_) => {}
         }
     }
@@ -118,6 +139,7 @@ impl Failure {
                 settings.request_timeout
             ))),
             Failure::BadGateway(why) => Some(request.said(why)),
+            Failure::ClientGone => Some(request.said(ClientGone)),
             Failure::Trapped(err) | Failure::Failed(err) => {
                 Some(request.said(format_args!("{err:#}")))
             }
@@ -154,6 +176,7 @@ impl Failure {
             Failure::BadGateway(_) => "502 Bad Gateway: the CGI program gave no usable response; \
                                        the container log says why\n"
                 .into(),
+            Failure::ClientGone => "499: the client went away\n".into(),
             Failure::Trapped(_) | Failure::Failed(_) => "500 Internal Server Error: the \
                                                          WebAssembly handler failed; the \
                                                          container log says why\n"
@@ -178,6 +201,10 @@ impl Failure {
     /// says why. `who` is what failed ("the guest", "the CGI program").
     pub fn after_head(self, request: &RequestLine, who: &str, metrics: &Metrics) {
         self.count(metrics);
+        if let Failure::ClientGone = self {
+            eprintln!("{}", request.said(ClientGone));
+            return;
+        }
         eprintln!(
             "{}",
             request.said(format_args!(
@@ -198,6 +225,7 @@ impl fmt::Display for Failure {
             Failure::TimedOut => fmt::Display::fmt(&TimedOut, f),
             Failure::BadGateway(why) => f.write_str(why),
             Failure::Trapped(err) | Failure::Failed(err) => write!(f, "{err:#}"),
+            Failure::ClientGone => fmt::Display::fmt(&ClientGone, f),
         }
     }
 }
