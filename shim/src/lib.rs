@@ -12,6 +12,7 @@
 // parsers of what users and images hand the shim
 pub mod footprint;
 pub mod image;
+pub mod output;
 pub mod precompile;
 pub mod routes;
 pub mod settings;

@@ -307,6 +307,13 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "wasmhttp_log_lines_dropped_total",
+            "Lines of output (guests' stdout and stderr, the shim's own) dropped because the container log's reader fell behind and WASMHTTP_LOG_BUFFER was full.",
+            "counter",
+            crate::output::dropped(),
+        );
+        gauge(
+            &mut out,
             "wasmhttp_instances_reused_total",
             "Requests served by an instance kept from an earlier request (WASMHTTP_INSTANCE_REUSE).",
             "counter",

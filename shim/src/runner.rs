@@ -8,6 +8,7 @@ use crate::engine::{self, Code};
 use crate::guest::{AppCalls, GuestConfig, Volume};
 use crate::http::admin;
 use crate::http::{HttpServer, Served, ServerState};
+use crate::output;
 use crate::platform::Platform;
 use crate::platform::config::ConfigSource;
 use crate::program;
@@ -177,8 +178,21 @@ impl Prepared {
 
 /// Loads the program and runs it: HTTP handlers and CGI programs are
 /// served until SIGTERM or SIGINT (exit code 0); a command runs to
-/// completion (its exit code).
-pub async fn run(prepared: Prepared) -> Result<i32> {
+/// completion (its exit code). What stops it early is said on stderr (exit
+/// code 1). Returns once the container's output is written, or given up
+/// after [`output::FINISH_BOUND`].
+pub async fn run(prepared: Prepared) -> i32 {
+    output::set_capacity(prepared.env.settings.log_buffer);
+    let code = serve(prepared).await.unwrap_or_else(|err| {
+        crate::say!("wasmhttp: {err:#}");
+        1
+    });
+    // the last lines (why it stopped, the drops) before the process exits
+    output::finish();
+    code
+}
+
+async fn serve(prepared: Prepared) -> Result<i32> {
     let Prepared {
         env,
         parts,
@@ -193,7 +207,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     // "starting") while a large component is still being compiled.
     if let (true, Some(addr)) = (serves_http, settings.admin_listen) {
         let bound = admin::start(addr, state.clone(), settings.idle_limits()).await?;
-        eprintln!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
+        crate::say!("wasmhttp: /healthz, /readyz and /metrics on {bound}");
     }
     let volumes = usable_volumes(volumes);
     // the container's services; an app's routes share its store
@@ -226,7 +240,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
         let shared = shared.map_or(String::new(), |first| {
             format!(" (compiled once, for {first})")
         });
-        eprintln!(
+        crate::say!(
             "wasmhttp: {named}{} loaded in {:.1} ms{shared}; {pool}",
             part.world,
             started.elapsed().as_secs_f64() * 1e3
@@ -238,7 +252,7 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
                 .context("one component without routes has the container's services")?,
         };
         if route.is_none() || index == 0 {
-            eprintln!("wasmhttp: {named}{}", platform.describe());
+            crate::say!("wasmhttp: {named}{}", platform.describe());
         }
         let part_settings = part.env.settings;
         let guest = GuestConfig {
@@ -283,9 +297,9 @@ pub async fn run(prepared: Prepared) -> Result<i32> {
     } else {
         ""
     };
-    eprintln!("wasmhttp: serving HTTP on {}{what}", server.local_addr());
+    crate::say!("wasmhttp: serving HTTP on {}{what}", server.local_addr());
     server.run(&mut stops).await?;
-    eprintln!("wasmhttp: stopped");
+    crate::say!("wasmhttp: stopped");
     Ok(0)
 }
 
@@ -298,9 +312,9 @@ fn usable_volumes(volumes: Vec<Volume>) -> Vec<Volume> {
             let is_dir = volume.host.is_dir();
             if is_dir {
                 let mode = if volume.read_only { "read-only" } else { "read-write" };
-                eprintln!("wasmhttp: volume {} ({mode})", volume.guest);
+                crate::say!("wasmhttp: volume {} ({mode})", volume.guest);
             } else {
-                eprintln!(
+                crate::say!(
                     "wasmhttp: {} is not a directory; WASI maps directories only, so the guest does not see it",
                     volume.host.display()
                 );
@@ -392,7 +406,7 @@ fn load(engine: &wasmtime::Engine, code: ComponentCode) -> Result<Code> {
                             "the precompiled component does not load and there is no wasm to fall back to",
                         ));
                     };
-                    eprintln!("wasmhttp: {err:#}; compiling from the wasm instead");
+                    crate::say!("wasmhttp: {err:#}; compiling from the wasm instead");
                     engine::compile(engine, &fallback()?)
                 }
             }

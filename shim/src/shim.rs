@@ -110,7 +110,9 @@ impl Sandbox for WasmHttpSandbox {
                 Ok(())
             }
             Err(err) => {
-                eprintln!("wasmhttp: cannot start this container: {err:#}");
+                crate::say!("wasmhttp: cannot start this container: {err:#}");
+                // said before the process exits
+                crate::output::finish();
                 Err(err)
             }
         }
@@ -122,13 +124,7 @@ impl Sandbox for WasmHttpSandbox {
             Some(prepared) => prepared,
             None => prepare(ctx)?,
         };
-        match runner::run(prepared).await {
-            Ok(code) => Ok(code),
-            Err(err) => {
-                eprintln!("wasmhttp: {err:#}");
-                Ok(1)
-            }
-        }
+        Ok(runner::run(prepared).await)
     }
 }
 

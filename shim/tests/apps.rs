@@ -776,16 +776,11 @@ fn middleware_for_every_route_is_given_on_the_command_line_too() {
     }
     // both routes are the same handler behind the same middleware: one
     // component, compiled once
-    assert!(
-        served
-            .log()
-            .contains("route /b/... (b): wasi:http/handler@0.3 component loaded in")
-            && served
-                .log()
-                .contains("(compiled once, for route /a/... (a))"),
-        "{}",
-        served.log()
+    served.wait_for_log(
+        "route /b/... (b): wasi:http/handler@0.3 component loaded in",
+        "the second route",
     );
+    served.wait_for_log("(compiled once, for route /a/... (a))", "the second route");
     drop(served);
     // one component behind it, packaged (its composition is the routes'):
     // the image carries both Python runtimes

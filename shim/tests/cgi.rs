@@ -105,11 +105,7 @@ fn the_request_reaches_the_program_and_its_response_the_client() {
         assert!(big.body.iter().all(|b| *b == b'x'));
 
         // stderr is the container log
-        assert!(
-            served.log().contains("cgi fixture: POST /echo/a b"),
-            "{form}: {}",
-            served.log()
-        );
+        served.wait_for_log("cgi fixture: POST /echo/a b", form);
         assert!(served.terminate().success());
     }
 }

@@ -37,6 +37,10 @@ const CASES: &[harness::Case<Suite>] = &[
         log_uris_receive_the_guests_output,
     ),
     (
+        "a_log_reader_that_stops_reading_costs_lines_never_requests",
+        a_log_reader_that_stops_reading_costs_lines_never_requests,
+    ),
+    (
         "trap_answers_500_and_the_next_request_200",
         trap_answers_500_and_the_next_request_200,
     ),
@@ -141,6 +145,7 @@ const CASES: &[harness::Case<Suite>] = &[
 /// What only the shim decides, whichever containerd runs it, at a minute or
 /// more a case: on containerd 1.6 and 2.1, not again on 1.7 between them.
 const OLDEST_AND_NEWEST_ONLY: &[&str] = &[
+    "a_log_reader_that_stops_reading_costs_lines_never_requests",
     "limits_hold_for_fixtures_and_real_guests",
     "keyvalue_on_a_real_redis_through_the_shim",
     "the_example_apps_middleware_and_in_process_calls_hold_in_a_container",
@@ -395,10 +400,11 @@ fn guest_stdout_is_the_task_stdout(s: &Suite) {
         || task.stdout().contains("hello fixture: handling a request"),
         || task.output(),
     );
-    assert!(
-        task.stderr().contains("serving HTTP on"),
-        "{}",
-        task.output()
+    until(
+        Duration::from_secs(10),
+        "serving is said on the task's stderr",
+        || task.stderr().contains("serving HTTP on"),
+        || task.output(),
     );
     s.stop(&mut task);
 }
@@ -488,6 +494,198 @@ fn log_uris_receive_the_guests_output(s: &Suite) {
     assert!(output.contains("syslog"), "{output}");
 }
 
+/// Requests a log reader that has stopped must not wait for: each writes a
+/// line on stdout, and the container's output queue holds 16 KiB.
+const LOGGED_REQUESTS: usize = 3000;
+const LOGGED_LINE: &str = "hello fixture: handling a request";
+
+/// `LOGGED_REQUESTS` requests on one connection, each answered 200, within
+/// a bound; the dropped-lines counter after them.
+fn logged_requests_answered(
+    addr: SocketAddr,
+    admin: SocketAddr,
+    context: &dyn Fn() -> String,
+) -> f64 {
+    let started = Instant::now();
+    let mut connection = Connection::open(addr).unwrap();
+    for n in 0..LOGGED_REQUESTS {
+        let status = connection.send("GET", "/", &[], b"").map(|r| r.status);
+        assert!(
+            matches!(status, Ok(200)),
+            "request {n}: {status:?} after {:?}\n{}",
+            started.elapsed(),
+            context()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "only {n} requests answered in {:?}\n{}",
+            started.elapsed(),
+            context()
+        );
+    }
+    let metrics = http::get(admin, "/metrics").unwrap().text();
+    support::served::metric_in(&metrics, "wasmhttp_log_lines_dropped_total")
+}
+
+/// Requests the guest answered (one line each), the readiness probe's too.
+fn answered(admin: SocketAddr) -> f64 {
+    let metrics = http::get(admin, "/metrics").unwrap().text();
+    support::served::metric_in(&metrics, "wasmhttp_requests_total{status=\"200\"}")
+}
+
+/// A container started with `ctr run -d`, deleted when dropped.
+struct Detached<'a> {
+    s: &'a Suite,
+    id: &'a str,
+}
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .s
+            .containerd
+            .ctr(&["tasks", "kill", "--signal", "SIGKILL", self.id]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // (not `task_status`: nothing here may panic while a failure unwinds)
+        let running = || {
+            let listed = self.s.containerd.ctr(&["tasks", "ls"]).stdout;
+            String::from_utf8_lossy(&listed).lines().any(|l| {
+                let fields: Vec<_> = l.split_whitespace().collect();
+                fields.first() == Some(&self.id) && fields.get(2) != Some(&"STOPPED")
+            })
+        };
+        while running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self
+            .s
+            .containerd
+            .ctr(&["tasks", "delete", "--force", self.id]);
+        let _ = self.s.containerd.ctr(&["containers", "delete", self.id]);
+    }
+}
+
+/// The guest prints a line per request and nobody reads the container's
+/// log: `ctr run -d` leaves its fifos unread, and a `--log-uri` logging
+/// binary reads nothing for a while. Thousands of requests are answered all
+/// the same; the lines the queue cannot hold are dropped, counted, and said
+/// in one line once the reader reads; the lines that do arrive are whole;
+/// SIGTERM drains and the exit code is 0.
+fn a_log_reader_that_stops_reading_costs_lines_never_requests(s: &Suite) {
+    let image = s.import_fixture("hello");
+    let buffer = ("WASMHTTP_LOG_BUFFER", "16Ki");
+
+    // fifos nobody reads, as `ctr run -d` leaves them
+    let (addr, listen) = loopback();
+    let (admin, admin_listen) = loopback();
+    let fifos = s.work.join("unread-fifos");
+    let id = "unread-fifos";
+    s.containerd.ctr_ok(&[
+        "run",
+        "-d",
+        "--fifo-dir",
+        fifos.to_str().unwrap(),
+        "--net-host",
+        "--runtime",
+        support::containerd::RUNTIME,
+        "--env",
+        &format!("WASMHTTP_LISTEN={listen}"),
+        "--env",
+        &format!("WASMHTTP_ADMIN_LISTEN={admin_listen}"),
+        "--env",
+        &format!("{}={}", buffer.0, buffer.1),
+        &image,
+        id,
+    ]);
+    let container = Detached { s, id };
+    let context = || s.containerd.log_tail();
+    wait_until_serving(addr, Duration::from_secs(60)).unwrap();
+    let dropped = logged_requests_answered(addr, admin, &context);
+    assert!(dropped > 0.0, "no line dropped: the fifos were read?");
+    let stopping = Instant::now();
+    let code =
+        support::grpc::signal_and_wait_for_exit(&s.containerd, id, 15, Duration::from_secs(20));
+    assert_eq!(
+        code,
+        Some(0),
+        "SIGTERM: after {:?}\n{}",
+        stopping.elapsed(),
+        context()
+    );
+    drop(container);
+    s.containerd.assert_cleaned_up(id);
+
+    // a logging binary that starts reading only when told to
+    let dir = s.work.join("stalled-logger");
+    std::fs::create_dir_all(&dir).unwrap();
+    let logger = dir.join("logger.sh");
+    let go = dir.join("go");
+    std::fs::write(
+        &logger,
+        format!(
+            "#!/bin/sh\n\
+             exec 5>&-\n\
+             i=0\n\
+             while [ ! -e {go} ] && [ $i -lt 1800 ]; do sleep 0.1; i=$((i+1)); done\n\
+             /bin/cat <&3 4<&- > {dir}/stdout &\n\
+             /bin/cat <&4 3<&- > {dir}/stderr &\n\
+             exec 3<&- 4<&-\n\
+             wait\n",
+            go = go.display(),
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (addr, listen) = loopback();
+    let (admin, admin_listen) = loopback();
+    let flag = format!("--log-uri=binary://{}", logger.display());
+    let mut task = s.containerd.run(
+        "stalled-logger",
+        &image,
+        &[
+            ("WASMHTTP_LISTEN", &listen),
+            ("WASMHTTP_ADMIN_LISTEN", &admin_listen),
+            buffer,
+        ],
+        &[&flag],
+        &[],
+    );
+    serving(addr, &mut task);
+    let dropped = logged_requests_answered(addr, admin, &|| task.output());
+    assert!(dropped > 0.0, "no line dropped: the logger read?");
+    std::fs::write(&go, b"").unwrap();
+    // said once the logger reads: in one line, or in more when the shim's
+    // writer took a batch while the drops were happening
+    let said = |text: &str| -> f64 {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("wasmhttp: "))
+            .filter_map(|l| l.strip_suffix(wasmhttp::output::DROPPED_SAID))
+            .map(|n| n.parse::<f64>().unwrap())
+            .sum()
+    };
+    eventually(Duration::from_secs(10), "the drops said on stderr", || {
+        let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+        if said(&stderr) == dropped {
+            return Ok(());
+        }
+        Err(format!("{dropped} dropped, said: {stderr}"))
+    });
+    let stdout = eventually(Duration::from_secs(10), "every kept line on stdout", || {
+        let stdout = std::fs::read_to_string(dir.join("stdout")).unwrap_or_default();
+        match stdout.lines().count() as f64 + dropped {
+            total if total >= answered(admin) => Ok(stdout),
+            _ => Err(format!("{} lines", stdout.lines().count())),
+        }
+    });
+    assert!(
+        stdout.lines().all(|l| l == LOGGED_LINE),
+        "a line not whole:\n{stdout}"
+    );
+    assert_eq!(stdout.lines().count() as f64 + dropped, answered(admin));
+    s.stop(&mut task);
+}
+
 fn trap_answers_500_and_the_next_request_200(s: &Suite) {
     let image = s.import_fixture("trap");
     let (addr, listen) = loopback();
@@ -501,10 +699,11 @@ fn trap_answers_500_and_the_next_request_200(s: &Suite) {
         assert_eq!(next.status, 200, "{}", task.output());
         assert_eq!(next.text(), "trap fixture: still serving\n");
     }
-    assert!(
-        task.stderr().contains("wasm trap"),
-        "the trap is not in the container log\n{}",
-        task.output()
+    until(
+        Duration::from_secs(10),
+        "the trap is in the container log",
+        || task.stderr().contains("wasm trap"),
+        || task.output(),
     );
     s.stop(&mut task);
 }
@@ -522,10 +721,11 @@ fn returning_without_a_response_is_a_500(s: &Suite) {
     serving(addr, &mut task);
     assert_eq!(http::get(addr, "/").unwrap().status, 500);
     assert_eq!(http::get(addr, "/again").unwrap().status, 500);
-    assert!(
-        task.stderr().contains("without setting a response"),
-        "{}",
-        task.output()
+    until(
+        Duration::from_secs(10),
+        "the missing response is in the container log",
+        || task.stderr().contains("without setting a response"),
+        || task.output(),
     );
     s.stop(&mut task);
 }
@@ -1508,7 +1708,12 @@ fn the_container_memory_limit_caps_each_instance(s: &Suite) {
         assert_eq!(http::get(addr, "/").unwrap().status, 500);
         assert!(task.is_running(), "the container died\n{}", task.output());
     }
-    assert!(task.stderr().contains("wasm trap"), "{}", task.output());
+    until(
+        Duration::from_secs(10),
+        "the trap is in the container log",
+        || task.stderr().contains("wasm trap"),
+        || task.output(),
+    );
     s.stop(&mut task);
 }
 
@@ -1573,10 +1778,11 @@ fn bind_mounts_are_the_guests_directories(s: &Suite) {
             "{path} is visible"
         );
     }
-    assert!(
-        task.stderr().contains("volume /config (read-only)"),
-        "{}",
-        task.output()
+    until(
+        Duration::from_secs(10),
+        "the read-only volume is said",
+        || task.stderr().contains("volume /config (read-only)"),
+        || task.output(),
     );
     s.stop(&mut task);
 }

@@ -176,7 +176,7 @@ fn buckets_not_configured_are_no_such_store() {
 
     let off = counter("kv-off", &[("WASMHTTP_KEYVALUE", "off")]);
     assert_eq!(send(off.addr, "POST", "/incr/n", b"").status, 404);
-    assert!(off.log().contains("wasi:keyvalue off"), "{}", off.log());
+    off.wait_for_log("wasi:keyvalue off", "WASMHTTP_KEYVALUE=off");
     assert!(off.terminate().success());
 }
 
@@ -259,11 +259,7 @@ fn config_from_a_configmap_a_secret_and_variables_and_the_secret_in_no_log() {
         "2026_12_03_02",
     );
     assert!(ok(addr, "GET", "/", b"").starts_with("Hallo!"));
-    assert!(
-        served.log().contains("wasi:config from 2 directories"),
-        "{}",
-        served.log()
-    );
+    served.wait_for_log("wasi:config from 2 directories", "two config directories");
     // the access log has the requests; the Secret's value is in no line
     served.wait_for_log("\"/private\"", "the access log line of /private");
     let log = served.log();

@@ -287,7 +287,7 @@ fn traps_and_missing_responses_are_500s_and_serving_goes_on() {
     let trap = serve("trap", &fixture(&dir, "trap"), &[], &[]);
     assert_eq!(http::get(trap.addr, "/trap").unwrap().status, 500);
     assert_eq!(http::get(trap.addr, "/ok").unwrap().status, 200);
-    assert!(trap.log().contains("wasm trap"), "{}", trap.log());
+    trap.wait_for_log("wasm trap", "a trap");
 
     let silent = serve("no-response", &fixture(&dir, "no-response"), &[], &[]);
     assert_eq!(http::get(silent.addr, "/").unwrap().status, 500);
@@ -336,6 +336,25 @@ fn instances_are_fresh_per_request_unless_reuse_is_asked_for() {
     }
     assert_eq!(metric(untidy.admin, "wasmhttp_instances_warm"), 0.0);
     assert_eq!(metric(untidy.admin, "wasmhttp_instances_reused_total"), 0.0);
+}
+
+/// Instances printing at once (each a line in two writes, with a sleep
+/// between them): every line comes out whole, none mixed into another.
+#[test]
+fn lines_of_instances_printing_at_once_come_out_whole() {
+    let dir = temp_dir("whole-lines");
+    let served = serve("whole-lines", &fixture(&dir, "slow"), &[], &[]);
+    let requests = http::in_flight(served.addr, "/sleep/300", 8);
+    http::assert_all_answered(requests, 200, "slow fixture: done\n", &served.log());
+    let line = "slow fixture: a line begun before sleeping and ended after";
+    let out = eventually(Duration::from_secs(10), "8 lines on stdout", || {
+        let out = served.out();
+        match out.lines().count() {
+            8 => Ok(out),
+            _ => Err(out),
+        }
+    });
+    assert!(out.lines().all(|l| l == line), "lines mixed:\n{out}");
 }
 
 #[test]
@@ -454,11 +473,7 @@ fn request_timeout_stops_even_an_infinite_loop_with_504() {
     );
     assert_eq!(http::get(slow.addr, "/sleep/5000").unwrap().status, 504);
     assert_eq!(http::get(slow.addr, "/sleep/10").unwrap().status, 200);
-    assert!(
-        slow.log().contains("WASMHTTP_REQUEST_TIMEOUT"),
-        "{}",
-        slow.log()
-    );
+    slow.wait_for_log("WASMHTTP_REQUEST_TIMEOUT", "a request past its timeout");
 }
 
 #[test]
@@ -481,7 +496,7 @@ fn instance_memory_is_capped_and_an_overrun_is_a_500() {
         );
     }
     assert_eq!(metric(admin, "wasmhttp_guest_traps_total"), 3.0);
-    assert!(greedy.log().contains("wasm trap"), "{}", greedy.log());
+    greedy.wait_for_log("wasm trap", "memory beyond the limit");
 }
 
 #[test]
@@ -1161,7 +1176,7 @@ fn a_wasi_http_0_3_service_shares_instances_up_to_its_concurrency() {
     // is counted; serving goes on
     let trapped = http::get(addr, "/t?fail=1").unwrap();
     assert_eq!(trapped.status, 500, "{trapped:?}");
-    assert!(shared.log().contains("asked to fail"), "{}", shared.log());
+    shared.wait_for_log("asked to fail", "a 0.3 instance asked to fail");
     assert_eq!(metric(admin, "wasmhttp_guest_traps_total"), 1.0);
     for _ in 0..3 {
         assert_eq!(http::get(addr, "/after").unwrap().status, 200);

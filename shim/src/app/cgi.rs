@@ -171,7 +171,7 @@ impl CgiApp {
             "the CGI program",
             |request, code| {
                 if code != 0 {
-                    eprintln!(
+                    crate::say!(
                         "{}",
                         request.said(format_args!(
                             "the CGI program exited with status {code} after its response"

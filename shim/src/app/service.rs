@@ -200,7 +200,7 @@ impl WorkerState for Worker {
 
     fn drop(&self, _store: wasmtime::Store<GuestState>, result: wasmtime::Result<()>) {
         if let Err(err) = result {
-            eprintln!("wasmhttp: a wasi:http 0.3 instance ended: {err:#}");
+            crate::say!("wasmhttp: a wasi:http 0.3 instance ended: {err:#}");
         }
     }
 }

@@ -382,7 +382,7 @@ fn serve(
     };
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(runner::run(prepared))
+    Ok(runtime.block_on(runner::run(prepared)))
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>> {

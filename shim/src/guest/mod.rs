@@ -10,18 +10,21 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::output::Stream;
 use crate::platform::{self, Platform, PlatformView};
 use crate::settings::HostPattern;
 
 mod deadline;
 mod fault;
 mod outbound;
+mod stdio;
 mod store;
 
 pub use deadline::Deadline;
 pub use fault::{PoolExhausted, TimedOut, classify, is_guest_fault};
 use outbound::OutboundPolicy;
 pub use outbound::{AppCall, AppCalls, RouteCalls};
+use stdio::GuestOutput;
 pub use store::{MemoryBudget, limited_store, new_store};
 
 /// The guest's view of the container, shared by every instance of a process.
@@ -92,15 +95,17 @@ pub struct GuestState {
 
 /// The guest's WASI context as the container defines it: `env` (the
 /// container's, or a CGI request's), the container's args and volumes, stdout
-/// and stderr to the container log, sockets if allowed. Callers may replace
-/// stdio before building.
+/// and stderr to the container log (whole lines, through its output queue),
+/// sockets if allowed. Callers may replace stdio before building.
 pub fn wasi_builder(
     config: &GuestConfig,
     env: &[(String, String)],
 ) -> anyhow::Result<WasiCtxBuilder> {
     let mut wasi = WasiCtxBuilder::new();
-    // Guest stdout/stderr are the container's: `ctr` and `kubectl logs` show them.
-    wasi.inherit_stdout().inherit_stderr();
+    // Guest stdout/stderr are the container's (`ctr` and `kubectl logs` show
+    // them), queued: a log reader that falls behind never stalls a request.
+    wasi.stdout(GuestOutput::new(Stream::Stdout))
+        .stderr(GuestOutput::new(Stream::Stderr));
     wasi.envs(env).args(&config.args);
     if config.sockets {
         // the container's network namespace is the sandbox here, as it is

@@ -94,7 +94,7 @@ impl WasiHttpHooks for OutboundPolicy {
             .host()
             .is_some_and(|host| self.allowed.iter().any(|p| p.matches(host, port)));
         if !allowed {
-            eprintln!(
+            crate::say!(
                 "wasmhttp: outbound request to {} denied (not in WASMHTTP_ALLOWED_OUTBOUND_HOSTS)",
                 uri.authority().map(|a| a.as_str()).unwrap_or("?")
             );

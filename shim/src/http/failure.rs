@@ -155,7 +155,7 @@ impl Failure {
     ) -> Response<HyperOutgoingBody> {
         self.count(metrics);
         if let Some(line) = self.log_line(request, settings) {
-            eprintln!("{line}");
+            crate::say!("{line}");
         }
         let text = match &self {
             Failure::BadRequest { reason, .. } => format!("400 Bad Request: {reason}\n"),
@@ -202,10 +202,10 @@ impl Failure {
     pub fn after_head(self, request: &RequestLine, who: &str, metrics: &Metrics) {
         self.count(metrics);
         if let Failure::ClientGone = self {
-            eprintln!("{}", request.said(ClientGone));
+            crate::say!("{}", request.said(ClientGone));
             return;
         }
-        eprintln!(
+        crate::say!(
             "{}",
             request.said(format_args!(
                 "{who} failed while streaming the response body, which was cut: {self}"

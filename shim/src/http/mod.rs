@@ -191,7 +191,7 @@ impl HttpServer {
                     Ok(accepted) => accepted,
                     Err(err) => {
                         // Out of file descriptors and the like: back off rather than spin.
-                        eprintln!("wasmhttp: accept failed: {err}");
+                        crate::say!("wasmhttp: accept failed: {err}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -225,17 +225,17 @@ impl HttpServer {
         state.start_draining();
         drop(self.listener);
         let limit = self.handler.settings.drain_timeout;
-        eprintln!(
+        crate::say!(
             "wasmhttp: stop requested: no new connections; draining {} request(s) in flight (up to {limit:?})",
             state.metrics.in_flight()
         );
         tokio::select! {
-            () = graceful.shutdown() => eprintln!("wasmhttp: drained"),
-            () = tokio::time::sleep(limit) => eprintln!(
+            () = graceful.shutdown() => crate::say!("wasmhttp: drained"),
+            () = tokio::time::sleep(limit) => crate::say!(
                 "wasmhttp: {} request(s) still in flight after WASMHTTP_DRAIN_TIMEOUT={limit:?}; closing them",
                 state.metrics.in_flight()
             ),
-            _ = stops.recv() => eprintln!("wasmhttp: second stop signal: exiting without waiting"),
+            _ = stops.recv() => crate::say!("wasmhttp: second stop signal: exiting without waiting"),
         }
         Ok(())
     }
@@ -427,5 +427,5 @@ fn access_log(
     if let Some(route) = route {
         line["route"] = route.into();
     }
-    eprintln!("{line}");
+    crate::say!("{line}");
 }

@@ -46,7 +46,7 @@ impl logging::Host for PlatformView<'_> {
     fn log(&mut self, level: Level, context: String, message: String) {
         let level = GuestLogLevel::from(level);
         if level >= self.platform.log_level {
-            eprintln!("{}", line(level, &context, &message));
+            crate::say!("{}", line(level, &context, &message));
         }
     }
 }

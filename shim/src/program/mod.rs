@@ -129,10 +129,13 @@ impl Command {
 }
 
 /// Runs the command once as the container's process: its stdio is the
-/// container's, and it sees the container's environment.
+/// container's, and it sees the container's environment. Its output is what
+/// it is run for, so it is written straight to the container's fds, not
+/// through the output queue that may drop lines: a reader that stops reading
+/// pauses the program, as it would any process.
 pub async fn run_once(code: &Code, guest: &GuestConfig) -> Result<i32> {
     let command = Command::new(code)?;
-    command
-        .run(guest::wasi_builder(guest, &guest.env)?, guest, None, |_| {})
-        .await
+    let mut wasi = guest::wasi_builder(guest, &guest.env)?;
+    wasi.inherit_stdout().inherit_stderr();
+    command.run(wasi, guest, None, |_| {}).await
 }

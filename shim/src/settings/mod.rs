@@ -59,6 +59,8 @@ pub struct Settings {
     pub keyvalue_password: Option<Secret>,
     /// The least wasi:logging level written to the container log.
     pub guest_log_level: GuestLogLevel,
+    /// Bytes of output lines held while the container log's reader is behind.
+    pub log_buffer: u64,
 }
 
 /// WASMHTTP_KEYVALUE: where wasi:keyvalue's buckets live.
@@ -194,6 +196,7 @@ impl Settings {
             keyvalue_memory_limit: 0,
             keyvalue_password: None,
             guest_log_level: GuestLogLevel::Off,
+            log_buffer: 0,
         };
         for setting in table::TABLE {
             let value = setting.default_value(limits);

@@ -426,6 +426,21 @@ pub const TABLE: &[Setting] = &[
             Ok(())
         },
     },
+    Setting {
+        name: "WASMHTTP_LOG_BUFFER",
+        accepted: "a size between 4Ki and 256Mi: the container's output (its guests' stdout and stderr, the shim's own lines) held while the log's reader is behind; when it is full, new lines are dropped and counted",
+        default: Default::Value("1Mi"),
+        default_note: "",
+        example: "`8Mi`",
+        secret: false,
+        per_route: false,
+        apply: |settings, value| {
+            settings.log_buffer = parse_size(value)
+                .filter(|size| (4 << 10..=256 << 20).contains(size))
+                .ok_or(None)?;
+            Ok(())
+        },
+    },
 ];
 
 /// The chart's `settings` value: every setting by name, nothing else.

@@ -198,31 +198,8 @@ impl UnpackLess {
     pub fn stop(&self) -> u32 {
         self.block_on(async {
             let channel = containerd_client::connect(&self.socket).await.unwrap();
-            let mut tasks = TasksClient::new(channel.clone());
-            let wait = tasks.wait(with_namespace!(
-                WaitRequest {
-                    container_id: self.id.clone(),
-                    exec_id: String::new()
-                },
-                NAMESPACE
-            ));
-            let kill = KillRequest {
-                container_id: self.id.clone(),
-                exec_id: String::new(),
-                signal: 15,
-                all: false,
-            };
-            let mut killer = TasksClient::new(channel.clone());
-            let (status, _) = tokio::join!(wait, async {
-                // give the wait call a moment to register before the signal
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                killer.kill(with_namespace!(kill, NAMESPACE)).await
-            });
-            let code = status
-                .expect("waiting for the task")
-                .into_inner()
-                .exit_status;
-            tasks
+            let code = signal_and_wait(channel.clone(), &self.id, 15).await;
+            TasksClient::new(channel.clone())
                 .delete(with_namespace!(
                     DeleteTaskRequest {
                         container_id: self.id.clone()
@@ -255,6 +232,56 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
         .build()
         .unwrap()
         .block_on(future)
+}
+
+/// Sends `signal` to task `id` and waits for its exit code (Tasks.Wait).
+async fn signal_and_wait(
+    channel: containerd_client::tonic::transport::Channel,
+    id: &str,
+    signal: u32,
+) -> u32 {
+    let mut tasks = TasksClient::new(channel.clone());
+    let wait = tasks.wait(with_namespace!(
+        WaitRequest {
+            container_id: id.to_string(),
+            exec_id: String::new()
+        },
+        NAMESPACE
+    ));
+    let kill = KillRequest {
+        container_id: id.to_string(),
+        exec_id: String::new(),
+        signal,
+        all: false,
+    };
+    let mut killer = TasksClient::new(channel);
+    let (status, _) = tokio::join!(wait, async {
+        // give the wait call a moment to register before the signal
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        killer.kill(with_namespace!(kill, NAMESPACE)).await
+    });
+    status
+        .expect("waiting for the task")
+        .into_inner()
+        .exit_status
+}
+
+/// Sends `signal` to task `id` and returns its exit code, or `None` if it
+/// has not exited within `bound`.
+pub fn signal_and_wait_for_exit(
+    containerd: &PrivateContainerd,
+    id: &str,
+    signal: u32,
+    bound: std::time::Duration,
+) -> Option<u32> {
+    block_on(async {
+        let channel = containerd_client::connect(containerd.socket())
+            .await
+            .unwrap();
+        tokio::time::timeout(bound, signal_and_wait(channel, id, signal))
+            .await
+            .ok()
+    })
 }
 
 /// Tasks.Kill as CRI sends it, with containerd's whole answer (ctr prints

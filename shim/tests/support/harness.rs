@@ -8,7 +8,8 @@ use std::time::Instant;
 
 pub type Case<S> = (&'static str, fn(&S));
 
-/// Runs `cases` (filtered by the first non-flag argument) against the suite
+/// Runs `cases` (those whose name contains one of the non-flag arguments,
+/// or all without any) against the suite
 /// `start` builds for each of `variants`, then `teardown`, which returns
 /// anything it found leaked. A failure is named with its variant.
 ///
@@ -30,10 +31,13 @@ pub fn run<V: std::fmt::Display, S>(
             "{name} is not a case of this suite"
         );
     }
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let selected: Vec<_> = cases
         .iter()
-        .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
     println!("\nrunning {} tests", selected.len() * variants.len());
 

@@ -1,8 +1,8 @@
 //! `wasmhttp serve` run as a test subject: started on free loopback ports,
-//! with its stderr kept, stopped when the test ends.
+//! with its stdout and stderr kept, stopped when the test ends.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use super::http::{self, free_port};
@@ -12,6 +12,7 @@ pub struct Served {
     pub addr: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
     pub stderr: PathBuf,
+    pub stdout: PathBuf,
     _dir: TempDir,
 }
 
@@ -61,6 +62,7 @@ fn start(name: &str, what: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) 
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let stderr = dir.0.join("stderr");
+    let stdout = dir.0.join("stdout");
     let child = wasmhttp()
         .arg("serve")
         .args(what)
@@ -68,7 +70,7 @@ fn start(name: &str, what: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) 
         .args(extra)
         .env("WASMHTTP_ADMIN_LISTEN", admin.to_string())
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .unwrap();
@@ -77,6 +79,7 @@ fn start(name: &str, what: Option<&Path>, extra: &[&str], env: &[(&str, &str)]) 
         addr,
         admin,
         stderr,
+        stdout,
         _dir: dir,
     };
     // an app of several Python components compiles for a minute or more on
@@ -103,11 +106,16 @@ impl Served {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    /// Waits (5 s at most) for `text` in the log: lines about a body cut
-    /// short come from the task that watched the guest, a moment after the
-    /// client saw the cut.
+    /// What its guests wrote on stdout.
+    pub fn out(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Waits (10 s at most) for `text` in the log: lines are written by the
+    /// container's output thread, a moment after the request that caused
+    /// them was answered.
     pub fn wait_for_log(&self, text: &str, context: &str) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while !self.log().contains(text) {
             assert!(
                 Instant::now() < deadline,

@@ -361,7 +361,7 @@ impl Complaints {
             0 => String::new(),
             n => format!(" ({n} more failed calls since the last line)"),
         };
-        eprintln!(
+        crate::say!(
             "wasmhttp: keyvalue {} failed: {reason}{more}",
             operation.name()
         );
@@ -374,7 +374,7 @@ impl Complaints {
         if state.failing_since_line == 0 {
             return;
         }
-        eprintln!(
+        crate::say!(
             "wasmhttp: keyvalue calls succeed again ({} failed before)",
             state.failing_since_line
         );
