@@ -60,6 +60,10 @@ const CASES: &[harness::Case<Suite>] = &[
         container_stats_report_memory_and_cpu,
     ),
     (
+        "an_oom_killed_container_is_reported_oomkilled",
+        an_oom_killed_container_is_reported_oomkilled,
+    ),
+    (
         "invalid_component_fails_start_container_with_the_reason",
         invalid_component_fails_start_container_with_the_reason,
     ),
@@ -237,6 +241,8 @@ struct Pod<'a> {
     config: PodSandboxConfig,
     logs: PathBuf,
     cri: Runtime,
+    /// `resources.limits.memory` of the containers started from now on
+    memory_limit: Option<i64>,
 }
 
 impl<'a> Pod<'a> {
@@ -284,6 +290,7 @@ impl<'a> Pod<'a> {
             config,
             logs,
             cri,
+            memory_limit: None,
         })
     }
 
@@ -345,6 +352,10 @@ impl<'a> Pod<'a> {
             linux: Some(LinuxContainerConfig {
                 security_context: Some(LinuxContainerSecurityContext {
                     namespace_options: Some(kubelet_namespaces()),
+                    ..Default::default()
+                }),
+                resources: self.memory_limit.map(|limit| LinuxContainerResources {
+                    memory_limit_in_bytes: limit,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -745,6 +756,51 @@ fn container_stats_report_memory_and_cpu(s: &Suite) {
             "{call}: CPU usage {cpu} ns is not a plausible count for 200 requests"
         );
     }
+    pod.remove();
+}
+
+/// A guest that grows its memory past the container's limit (64 MiB; the
+/// instance limit set above it, 1 GiB): the kernel OOM-kills the container,
+/// and CRI says so (`OOMKilled`, what `kubectl get pod` and `describe` show),
+/// not `Error`, because the shim publishes TaskOOM before the exit.
+fn an_oom_killed_container_is_reported_oomkilled(s: &Suite) {
+    let image = "wasmhttp-test/cri-grow:1";
+    s.import_fixture("grow-memory", image);
+    let mut pod = Pod::run(s, "oom");
+    pod.memory_limit = Some(64 << 20);
+    let container = pod.started("grow", image, &[("WASMHTTP_MAX_INSTANCE_MEMORY", "1Gi")]);
+    let netns = pod.netns();
+    in_netns(&netns, || {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        // ready, asked on the admin port: a request to the guest is fatal
+        let admin: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        until(
+            Duration::from_secs(60),
+            "the container is ready",
+            || http::get(admin, "/readyz").is_ok_and(|r| r.status == 200),
+            String::new,
+        );
+        // the kernel kills the container mid-request: no response
+        let killed = http::get(addr, "/");
+        assert!(killed.is_err(), "answered: {killed:?}");
+    });
+    let status = eventually(
+        Duration::from_secs(30),
+        "the container exits OOMKilled",
+        || {
+            let status = pod.status(&container);
+            match status.state() {
+                ContainerState::ContainerExited => Ok(status),
+                _ => Err(format!("{status:?}")),
+            }
+        },
+    );
+    assert_eq!(
+        (status.reason.as_str(), status.exit_code),
+        ("OOMKilled", 137),
+        "{status:?}\n{}",
+        s.containerd.log_tail()
+    );
     pod.remove();
 }
 

@@ -19,6 +19,8 @@ INSTALLER_IMAGE = "docker.io/wasmhttp/node-installer:0.1.0"
 TOOLS_IMAGE = "wasmhttp.test/busybox:1"
 # what examples/counter-py/k8s.yaml runs beside it: Debian's Redis server
 REDIS_IMAGE = "docker.io/library/redis:7"
+# the grow-memory test fixture: grows its memory until it cannot
+GROW_IMAGE = "wasmhttp.test/grow-memory:1"
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +29,12 @@ def cluster():
                                   text=True).stdout.strip().splitlines()[-1])
     work = ROOT / "build/k8s"
     image_dir = work.parent / "k8s-images"
+    static = ROOT / "build/static"
+    subprocess.run([static / "wasmhttp-fixtures", "build", image_dir, "grow-memory"], check=True)
+    subprocess.run([static / "wasmhttp", "image", image_dir / "grow-memory.wasm", "--name", GROW_IMAGE,
+                    "-o", image_dir / "grow-memory.tar"], check=True, capture_output=True)
     archives = [
+        image_dir / "grow-memory.tar",
         images.busybox(image_dir / "pause.tar", k8s.PAUSE_IMAGE, ["sleep", "2147483647"]),
         images.busybox(image_dir / "busybox.tar", TOOLS_IMAGE, ["sleep", "2147483647"]),
         images.installer(image_dir / "installer.tar", INSTALLER_IMAGE, ROOT / "build/static"),

@@ -257,6 +257,44 @@ spec:
     cluster.kubectl("delete", "pod", "broken", "--wait=false")
 
 
+def test_an_oom_killed_container_says_oomkilled_and_restarts(cluster):
+    """A guest that grows its memory past the pod's limit (the instance limit
+    set above it): the kernel OOM-kills the container, and the kubelet says
+    OOMKilled (not Error) and restarts it, serving again."""
+    apply(cluster, """
+apiVersion: v1
+kind: Pod
+metadata: {name: grow}
+spec:
+  runtimeClassName: wasmhttp
+  containers:
+    - name: app
+      image: "wasmhttp.test/grow-memory:1"
+      imagePullPolicy: Never
+      env: [{name: WASMHTTP_MAX_INSTANCE_MEMORY, value: 1Gi}]
+      resources: {limits: {memory: 64Mi}}
+      readinessProbe: {httpGet: {path: /readyz, port: 9090}, periodSeconds: 1}
+""")
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/grow", "--timeout=120s")
+    ip = cluster.kubectl("get", "pod", "grow", "-o", "jsonpath={.status.podIP}").stdout.strip()
+    # the kernel kills the container mid-request: no answer
+    killed = cluster.curl(f"http://{ip}:8080/", check=False, timeout=35)
+    assert killed.returncode != 0, killed.stdout
+
+    def terminated():
+        pod = cluster.json("get", "pod", "grow")
+        statuses = pod["status"].get("containerStatuses", [])
+        last = statuses[0].get("lastState", {}).get("terminated") if statuses else None
+        return (statuses[0], last) if last else None
+    status, last = eventually("the kubelet records the OOM kill", terminated, 60, 1)
+    assert (last["reason"], last["exitCode"]) == ("OOMKilled", 137), status
+    assert status["restartCount"] >= 1, status
+    described = cluster.kubectl("describe", "pod", "grow").stdout
+    assert "OOMKilled" in described, described
+    cluster.kubectl("wait", "--for=condition=Ready", "pod/grow", "--timeout=120s")
+    cluster.kubectl("delete", "pod", "grow", "--wait=false")
+
+
 def test_configmap_directory_and_secret_env_reach_the_guest(cluster):
     apply(cluster, f"""
 apiVersion: v1
