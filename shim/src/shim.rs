@@ -53,6 +53,32 @@ impl Shim for WasmHttpShim {
     fn supported_layers_types() -> &'static [&'static str] {
         precompile::LAYER_TYPES
     }
+
+    fn check_memory_limit(limit: u64, layers: &[WasmLayer]) -> std::result::Result<(), String> {
+        memory_limit_holds(limit, layers.iter().map(WasmLayer::size).sum())
+    }
+}
+
+/// Whether a container whose memory limit is `limit` can load layers of
+/// `read` bytes in all. Its process reads each layer, then maps a precompiled
+/// one as machine code (or compiles a bare component, which takes far more):
+/// twice their size at once, at the least. Below that the kernel kills it
+/// while it starts (the JavaScript example's 37 MB precompiled layer: killed
+/// under 72 MiB, started under 80 MiB).
+fn memory_limit_holds(limit: u64, read: u64) -> std::result::Result<(), String> {
+    let needed = read.saturating_mul(2);
+    if limit >= needed {
+        return Ok(());
+    }
+    Err(format!(
+        "the container's memory limit ({}) cannot hold its component: starting it takes at least {} \
+         (its layers, {}, are read and then loaded, twice their size at once), and more to serve; \
+         raise the memory limit (Kubernetes: resources.limits.memory) above {}",
+        engine::human_size(limit),
+        engine::human_size(needed),
+        engine::human_size(read),
+        engine::human_size(needed),
+    ))
 }
 
 pub struct Precompiler {
@@ -437,4 +463,19 @@ fn bare_components(layer: &WasmLayer) -> Result<Vec<(World, ComponentCode)>> {
         )
     })?;
     Ok(vec![(world, ComponentCode::Wasm(layer.layer.clone()))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_limit_must_hold_the_layers_twice() {
+        assert!(memory_limit_holds(80 << 20, 37 << 20).is_ok());
+        let refused = memory_limit_holds(64 << 20, 37 << 20).unwrap_err();
+        assert!(
+            refused.contains("memory limit (64.0 MiB)") && refused.contains("at least 74.0 MiB"),
+            "{refused}"
+        );
+    }
 }

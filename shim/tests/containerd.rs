@@ -53,6 +53,10 @@ const CASES: &[harness::Case<Suite>] = &[
         second_start_uses_the_precompiled_cache,
     ),
     (
+        "a_memory_limit_that_cannot_hold_the_component_fails_naming_it",
+        a_memory_limit_that_cannot_hold_the_component_fails_naming_it,
+    ),
+    (
         "an_app_image_serves_each_route_from_the_precompiled_layer",
         an_app_image_serves_each_route_from_the_precompiled_layer,
     ),
@@ -753,6 +757,42 @@ fn second_start_uses_the_precompiled_cache(s: &Suite) {
         s.import(&tar, &[]);
         starts_from_the_cache_the_second_time(s, image);
     }
+}
+
+/// The JavaScript example (its precompiled layer ~37 MB) under a 32 MiB
+/// memory limit: the start fails before the container is made, naming the
+/// limit and what starting takes, where it used to die while loading with
+/// "waiting for init ready. BrokenChannel"; under 96 MiB it serves.
+fn a_memory_limit_that_cannot_hold_the_component_fails_naming_it(s: &Suite) {
+    // the image the case above precompiled (compiled here if run alone)
+    let js = images::example("hello-js");
+    let tar = images::wasmhttp_image(&s.work, &js, "wasmhttp-test/hello-js:cache");
+    s.import(&tar, &[]);
+    let image = "docker.io/wasmhttp-test/hello-js:cache";
+    let output = s.start_fails(
+        "js-32mi",
+        image,
+        &[],
+        &[&format!("--memory-limit={}", 32 << 20)],
+        &[],
+    );
+    assert!(
+        output.contains("the container's memory limit (32.0 MiB) cannot hold its component")
+            && output.contains("starting it takes at least 7")
+            && output.contains("resources.limits.memory"),
+        "{output}"
+    );
+    let (addr, listen) = loopback();
+    let flag = format!("--memory-limit={}", 96 << 20);
+    let mut task = s.containerd.run(
+        "js-96mi",
+        image,
+        &[("WASMHTTP_LISTEN", &listen)],
+        &[&flag],
+        &[],
+    );
+    serving(addr, &mut task);
+    s.stop(&mut task);
 }
 
 fn starts_from_the_cache_the_second_time(s: &Suite, image: &str) {

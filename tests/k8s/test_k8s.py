@@ -295,6 +295,30 @@ spec:
     cluster.kubectl("delete", "pod", "grow", "--wait=false")
 
 
+def test_a_memory_limit_too_small_for_the_component_says_so(cluster):
+    """The JavaScript example (a 37 MB precompiled layer) under 32Mi: the
+    pod's events name the limit and what starting takes, not BrokenChannel."""
+    apply(cluster, """
+apiVersion: v1
+kind: Pod
+metadata: {name: js-small}
+spec:
+  runtimeClassName: wasmhttp
+  containers:
+    - name: app
+      image: docker.io/library/hello-js:latest
+      imagePullPolicy: Never
+      resources: {limits: {memory: 32Mi}}
+""")
+
+    def said():
+        described = cluster.kubectl("describe", "pod", "js-small").stdout
+        return described if "memory limit (32.0 MiB) cannot hold its component" in described else None
+    described = eventually("kubectl describe says the limit is too small", said, 120, 2)
+    assert "resources.limits.memory" in described, described
+    cluster.kubectl("delete", "pod", "js-small", "--wait=false")
+
+
 def test_configmap_directory_and_secret_env_reach_the_guest(cluster):
     apply(cluster, f"""
 apiVersion: v1

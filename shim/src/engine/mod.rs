@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, Precompiled};
 mod pool;
 
 use pool::pooling_config;
-pub use pool::{Footprint, Pool, PoolTooSmall};
+pub use pool::{Footprint, Pool, PoolTooSmall, human_size};
 
 /// Bumped whenever the way we configure the engine or pack artifacts changes
 /// in a way wasmtime's own compatibility hash cannot see.

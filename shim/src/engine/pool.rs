@@ -201,7 +201,7 @@ impl std::fmt::Display for Pool {
 }
 
 /// `64 KiB`, `1.1 MiB`, `4.0 GiB`: sizes as the settings write them.
-fn human_size(bytes: u64) -> String {
+pub fn human_size(bytes: u64) -> String {
     let (unit, scale) = match bytes {
         0..0x10_0000 => ("KiB", 1u64 << 10),
         0x10_0000..0x4000_0000 => ("MiB", 1 << 20),
