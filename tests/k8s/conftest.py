@@ -29,9 +29,10 @@ def cluster():
                                   text=True).stdout.strip().splitlines()[-1])
     work = ROOT / "build/k8s"
     image_dir = work.parent / "k8s-images"
-    static = ROOT / "build/static"
-    subprocess.run([static / "wasmhttp-fixtures", "build", image_dir, "grow-memory"], check=True)
-    subprocess.run([static / "wasmhttp", "image", image_dir / "grow-memory.wasm", "--name", GROW_IMAGE,
+    # `make k8s-test` builds the workspace's binaries first (make examples)
+    debug = ROOT / "target/debug"
+    subprocess.run([debug / "wasmhttp-fixtures", "build", image_dir, "grow-memory"], check=True)
+    subprocess.run([debug / "wasmhttp", "image", image_dir / "grow-memory.wasm", "--name", GROW_IMAGE,
                     "-o", image_dir / "grow-memory.tar"], check=True, capture_output=True)
     archives = [
         image_dir / "grow-memory.tar",

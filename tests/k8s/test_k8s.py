@@ -4,13 +4,15 @@ examples. The scenarios build on each other and run in this file's order:
 the chart is installed first and uninstalled last."""
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cluster import ROOT, eventually
+from cluster import ROOT, eventually, run
 from conftest import TOOLS_IMAGE
 
 NODE_A, NODE_B = "node-a", "node-b"
@@ -59,6 +61,14 @@ def load_result(process, timeout: float) -> dict:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, f"the load generator failed: {err}"
     return json.loads(out)
+
+
+def described_once_it_says(cluster, pod: str, text: str, timeout: float) -> str:
+    """`kubectl describe pod`, once it shows `text` (an event, a status)."""
+    def said():
+        described = cluster.kubectl("describe", "pod", pod).stdout
+        return described if text in described else None
+    return eventually(f"kubectl describe pod {pod} says {text!r}", said, timeout, 2)
 
 
 def wait_answer(cluster, url: str, expected: str, timeout: float = 60) -> str:
@@ -233,6 +243,80 @@ def test_deleting_a_pod_finishes_its_requests_and_exits_0(cluster):
     assert exits and set(exits) == {0}, f"exit codes seen while the pod ended: {exits}"
 
 
+def container_state(cluster, selector: str) -> dict:
+    """pod name -> (its app container's restart count, container ID)."""
+    return {p["metadata"]["name"]: (p["status"]["containerStatuses"][0]["restartCount"],
+                                    p["status"]["containerStatuses"][0].get("containerID"))
+            for p in pods(cluster, selector)}
+
+
+def test_pods_serve_on_while_the_kubelet_restarts_and_are_adopted(cluster):
+    node = cluster.nodes[0]
+    before = container_state(cluster, "app=hello-js")
+    load = start_load(cluster, service_url(cluster, "hello-js", "/kubelet-restart"), seconds=25)
+    time.sleep(3)
+    node.kubelet.stop()
+    time.sleep(5)
+    node.kubelet.start()
+    result = load_result(load, 120)
+    assert result["sent"] > 100, result
+    assert result["errors"] == {} and set(result["statuses"]) == {"200"}, result
+    eventually(f"{node.name} is Ready again", lambda: cluster._ready(node.name), 60, 1)
+    rollout(cluster, "hello-js")
+    # the same containers, not restarted: the kubelet adopted them
+    assert container_state(cluster, "app=hello-js") == before
+
+
+def test_a_containerd_restart_under_load_fails_no_request(cluster):
+    node = cluster.nodes[0]
+    before = container_state(cluster, "app=hello-js")
+    restarts = node.containerd.restarts()
+    load = start_load(cluster, service_url(cluster, "hello-js", "/containerd-restart"), seconds=20)
+    time.sleep(3)
+    # containerd itself, not its supervisor, which starts it again
+    daemon = run(["pgrep", "-P", str(node.containerd.process.pid), "-x", "containerd"]).stdout.split()
+    assert len(daemon) == 1, daemon
+    os.kill(int(daemon[0]), signal.SIGTERM)
+    eventually("containerd is restarted", lambda: node.containerd.restarts() > restarts, 30, 0.5)
+    eventually("containerd answers again", lambda: node.ctr("version", check=False).returncode == 0, 60, 1)
+    result = load_result(load, 120)
+    assert result["sent"] > 100, result
+    assert result["errors"] == {} and set(result["statuses"]) == {"200"}, result
+    assert container_state(cluster, "app=hello-js") == before
+
+
+def test_a_killed_shim_is_restarted_by_the_kubelet_and_serves_again(cluster):
+    node = cluster.nodes[0]
+    pod = pods(cluster, "app=hello-js")[0]
+    name = pod["metadata"]["name"]
+    container = pod["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    info = json.loads(node.ctr("containers", "info", container).stdout)
+    # containerd 2 records the pod's sandbox in the container itself
+    sandbox = info.get("SandboxID") or info["Labels"].get("io.kubernetes.cri.sandbox-id")
+    assert sandbox, info
+    # the zygote and the containers' processes are forks of the shim, with its
+    # command line: the shim is the one whose parent is not among them
+    forks = run(["pgrep", "-f", f"containerd-shim-wasmhttp-v1 .*-id {sandbox}"], check=False).stdout.split()
+
+    def parent(pid: str) -> str:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    shims = [pid for pid in forks if parent(pid) not in forks]
+    assert len(shims) == 1, f"processes of sandbox {sandbox}: {forks}, shims {shims}"
+    os.kill(int(shims[0]), signal.SIGKILL)
+
+    def restarted():
+        status = cluster.json("get", "pod", name)["status"]
+        counts = [c["restartCount"] for c in status.get("containerStatuses", [])]
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+        return status if counts == [1] and ready else None
+    status = eventually(f"{name} restarted once and Ready", restarted, 120, 1)
+    assert "Hello from JavaScript" in cluster.curl(f"http://{status['podIP']}:8080/after-a-kill").stdout
+    # nothing of the killed shim is left: its forks were cleaned up with it
+    eventually(f"no process of the killed sandbox {sandbox} is left",
+               lambda: run(["pgrep", "-f", f"containerd-shim-wasmhttp-v1 .*-id {sandbox}"],
+                           check=False).returncode == 1, 30, 1)
+
+
 def test_an_unrunnable_image_says_why_in_the_pod_events(cluster):
     import images
     archive = images.write_archive(cluster.dir / "broken.tar", "wasmhttp.test/broken:1",
@@ -249,10 +333,8 @@ spec:
     - {name: app, image: "wasmhttp.test/broken:1", imagePullPolicy: Never}
 """)
 
-    def failed():
-        described = cluster.kubectl("describe", "pod", "broken").stdout
-        return described if "is not runnable: found a malformed WebAssembly component" in described else None
-    described = eventually("kubectl describe shows why the container cannot start", failed, 60, 2)
+    described = described_once_it_says(cluster, "broken",
+                                       "is not runnable: found a malformed WebAssembly component", 60)
     assert "Warning  Failed" in described, described
     cluster.kubectl("delete", "pod", "broken", "--wait=false")
 
@@ -311,10 +393,8 @@ spec:
       resources: {limits: {memory: 32Mi}}
 """)
 
-    def said():
-        described = cluster.kubectl("describe", "pod", "js-small").stdout
-        return described if "memory limit (32.0 MiB) cannot hold its component" in described else None
-    described = eventually("kubectl describe says the limit is too small", said, 120, 2)
+    described = described_once_it_says(cluster, "js-small",
+                                       "memory limit (32.0 MiB) cannot hold its component", 120)
     assert "resources.limits.memory" in described, described
     cluster.kubectl("delete", "pod", "js-small", "--wait=false")
 
