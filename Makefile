@@ -56,7 +56,7 @@ test: examples static
 	$(PY) tests/manifests.py
 	@echo "test: static node binaries"
 	tests/static-binaries.sh
-	@echo "test: unit tests, wasmhttp serve, hostile clients and guests, the shim under a private containerd, CRI, the node installer, a 60 s soak"
+	@echo "test: unit tests, wasmhttp serve, hostile clients and guests, the shim under a private containerd, CRI, Docker Engine, the node installer, a 60 s soak"
 	$(CARGO) test --locked --workspace
 	@echo "test: fuzz targets, 30 s each (make fuzz for longer)"
 	scripts/fuzz.sh 30

@@ -5,6 +5,7 @@
 # checksums are pinned; idempotent.
 #   scripts/debian-extras.sh containerd   containerd 1.7 and 2.1 (beside bookworm's 1.6)
 #   scripts/debian-extras.sh etcd         etcd 3.5 for the k8s suite's control plane
+#   scripts/debian-extras.sh docker       Docker Engine 28 and its CLI, run privately by the docker suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +14,10 @@ packages=(
   "containerd build/containerd/1.7 trixie containerd 1.7.24~ds1-6+deb13u1 ed708deb96fe476a3bce4efa5c0538dfbcf717ab9a7c7944ba7260342c25899c"
   "containerd build/containerd/2.1 sid containerd 2.1.9+ds1-5 2dda86ce7033fd612fc50e136679d8174ccad680eb29cd4611e0d2a1b84cf591"
   "etcd build/etcd sid etcd-server 3.5.30-2 11a4f7e350c5020b83edff5160a6063d4e56ac9cd014d21ce8916378bf96de79"
+  "docker build/docker/engine sid docker.io 28.5.2+dfsg4-5 69a59cc77a1fb8ee9ad6859abc2e6de5d76b70887405595c2b1307818fecf682"
+  "docker build/docker/cli sid docker-cli 28.5.2+dfsg4-5 8ea2428acdda666f41263f5a0d3a85681a696491361574eb7bd721a1194939b9"
 )
-group=${1:?usage: debian-extras.sh containerd|etcd}
+group=${1:?usage: debian-extras.sh containerd|etcd|docker}
 apt_dir=build/debian-apt
 
 updated=0

@@ -47,6 +47,8 @@ if [ "${1:-}" = build ]; then echo "setup: build dependencies ok"; exit 0; fi
 
 # containerd 1.7 and 2.1 beside the host's 1.6, for the suites' version matrix
 scripts/debian-extras.sh containerd
+# Docker Engine 28 and its CLI, run privately by the docker suite (shim/tests/docker.rs)
+scripts/debian-extras.sh docker
 
 venv=build/tools/venv
 requirements=(examples/hello-py/requirements.txt tests/requirements.txt)

@@ -497,7 +497,8 @@ pub fn bridge_name() -> String {
     format!("whtest{}", std::process::id() % 100_000)
 }
 
-fn processes() -> Vec<(u32, String)> {
+/// Every process on the machine: pid and command line.
+pub fn processes() -> Vec<(u32, String)> {
     let mut all = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -511,7 +512,8 @@ fn processes() -> Vec<(u32, String)> {
     all
 }
 
-fn unmount_below(dir: &Path) {
+/// Lazily unmounts everything mounted below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()

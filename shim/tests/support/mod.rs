@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod containerd;
+pub mod docker;
 pub mod eventually;
 pub mod grpc;
 pub mod harness;
