@@ -38,3 +38,5 @@ pub mod program;
 pub mod runner;
 #[cfg(feature = "runtime")]
 pub mod shim;
+#[cfg(feature = "runtime")]
+pub mod shutdown;

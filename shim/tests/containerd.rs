@@ -89,6 +89,10 @@ const CASES: &[harness::Case<Suite>] = &[
         unrunnable_images_fail_to_start_with_the_reason,
     ),
     (
+        "a_stuck_delete_answers_at_its_bound_and_the_next_one_completes",
+        a_stuck_delete_answers_at_its_bound_and_the_next_one_completes,
+    ),
+    (
         "bad_setting_fails_to_start_naming_the_variable",
         bad_setting_fails_to_start_naming_the_variable,
     ),
@@ -593,24 +597,17 @@ fn a_log_reader_that_stops_reading_costs_lines_never_requests(s: &Suite) {
     let (admin, admin_listen) = loopback();
     let fifos = s.work.join("unread-fifos");
     let id = "unread-fifos";
-    s.containerd.ctr_ok(&[
-        "run",
-        "-d",
-        "--fifo-dir",
-        fifos.to_str().unwrap(),
-        "--net-host",
-        "--runtime",
-        support::containerd::RUNTIME,
-        "--env",
-        &format!("WASMHTTP_LISTEN={listen}"),
-        "--env",
-        &format!("WASMHTTP_ADMIN_LISTEN={admin_listen}"),
-        "--env",
-        &format!("{}={}", buffer.0, buffer.1),
-        &image,
+    let container = run_detached(
+        s,
         id,
-    ]);
-    let container = Detached { s, id };
+        &image,
+        &["--fifo-dir", fifos.to_str().unwrap()],
+        &[
+            ("WASMHTTP_LISTEN", &listen),
+            ("WASMHTTP_ADMIN_LISTEN", &admin_listen),
+            buffer,
+        ],
+    );
     let context = || s.containerd.log_tail();
     wait_until_serving(addr, Duration::from_secs(60)).unwrap();
     let dropped = logged_requests_answered(addr, admin, &context);
@@ -1468,23 +1465,38 @@ fn layers_the_shim_cannot_read_or_load_fail_with_the_cause(s: &Suite) {
     assert_eq!(s.containerd.leases(), leases, "a failed start left a lease");
 }
 
-/// `ctr run -d`: a container that outlives the ctr command, as a pod's does.
-fn run_detached(s: &Suite, id: &str, image: &str, listen: &str) {
-    let (_, admin) = loopback();
-    s.containerd.ctr_ok(&[
+/// `ctr run -d --net-host` with `io` (`--null-io`, `--fifo-dir DIR`): a
+/// container that outlives the ctr command, as a pod's does, killed and
+/// deleted when the guard drops. Its admin port is a free one unless `env`
+/// names it.
+fn run_detached<'a>(
+    s: &'a Suite,
+    id: &'a str,
+    image: &str,
+    io: &[&str],
+    env: &[(&str, &str)],
+) -> Detached<'a> {
+    let mut args = vec![
         "run",
         "-d",
-        "--null-io",
         "--net-host",
         "--runtime",
         support::containerd::RUNTIME,
-        "--env",
-        &format!("WASMHTTP_LISTEN={listen}"),
-        "--env",
-        &format!("WASMHTTP_ADMIN_LISTEN={admin}"),
-        image,
-        id,
-    ]);
+    ];
+    args.extend_from_slice(io);
+    let mut env: Vec<String> = env
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    if !env.iter().any(|e| e.starts_with("WASMHTTP_ADMIN_LISTEN=")) {
+        env.push(format!("WASMHTTP_ADMIN_LISTEN={}", loopback().1));
+    }
+    for variable in &env {
+        args.extend(["--env", variable]);
+    }
+    args.extend([image, id]);
+    s.containerd.ctr_ok(&args);
+    Detached { s, id }
 }
 
 /// The task's status as `ctr tasks ls` shows it (`None` once it is gone).
@@ -1508,7 +1520,13 @@ fn wait_for_task_status(s: &Suite, id: &str, wanted: &str) {
 fn pods_keep_serving_while_containerd_restarts(s: &Suite) {
     let image = s.import_fixture("hello");
     let (addr, listen) = loopback();
-    run_detached(s, "survives-restart", &image, &listen);
+    let _container = run_detached(
+        s,
+        "survives-restart",
+        &image,
+        &["--null-io"],
+        &[("WASMHTTP_LISTEN", &listen)],
+    );
     let answer = wait_until_serving(addr, Duration::from_secs(60)).unwrap();
     assert_eq!(answer.status, 200);
     let mut connection = Connection::open(addr).unwrap();
@@ -1539,7 +1557,13 @@ fn pods_keep_serving_while_containerd_restarts(s: &Suite) {
 fn a_killed_shim_is_reported_and_cleaned_up(s: &Suite) {
     let image = s.import_fixture("hello");
     let (addr, listen) = loopback();
-    run_detached(s, "killed-shim", &image, &listen);
+    let _container = run_detached(
+        s,
+        "killed-shim",
+        &image,
+        &["--null-io"],
+        &[("WASMHTTP_LISTEN", &listen)],
+    );
     wait_until_serving(addr, Duration::from_secs(60)).unwrap();
     // the container's processes are forks of the shim, with its command line
     let processes = s.containerd.shim_processes(Some("killed-shim"));
@@ -1605,6 +1629,102 @@ fn a_killed_shim_is_reported_and_cleaned_up(s: &Suite) {
         || !cgroup.exists(),
         || format!("{} is still there", cgroup.display()),
     );
+}
+
+/// Stops processes with SIGSTOP, and lets them run again (SIGCONT) when
+/// dropped, however the case ends.
+struct Stopped(Vec<u32>);
+
+impl Stopped {
+    fn signal(&self, signal: &str) {
+        for pid in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+    }
+}
+
+/// containerd's `delete` of a task whose deletion cannot finish: the shim's
+/// zygotes stopped with SIGSTOP stand in for a process stuck in the kernel.
+/// Before, the delete held containerd's call (and `ctr`) for as long as they
+/// were stopped; now the shim answers at its bound with the reason, and
+/// once they run again the next delete completes and the shim exits.
+fn a_stuck_delete_answers_at_its_bound_and_the_next_one_completes(s: &Suite) {
+    use containerd_shimkit::sandbox::shim::DELETE_BOUND;
+    let image = s.import_fixture("hello");
+    let (addr, listen) = loopback();
+    let id = "stuck-delete";
+    let _container = run_detached(
+        s,
+        id,
+        &image,
+        &["--null-io"],
+        &[("WASMHTTP_LISTEN", &listen)],
+    );
+    wait_until_serving(addr, Duration::from_secs(60)).unwrap();
+    s.containerd
+        .ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", id]);
+    wait_for_task_status(s, id, "STOPPED");
+    // the container has exited: what is left with the shim's command line is
+    // the shim and the zygotes it forked
+    let processes = s.containerd.shim_processes(Some(id));
+    let zygotes: Vec<u32> = processes
+        .iter()
+        .map(|(pid, _)| *pid)
+        .filter(|pid| {
+            processes
+                .iter()
+                .any(|(other, _)| *other == parent_pid(*pid))
+        })
+        .collect();
+    assert!(!zygotes.is_empty(), "no zygote among {processes:?}");
+    let stopped = Stopped(zygotes);
+    stopped.signal("-STOP");
+
+    let started = Instant::now();
+    let mut delete = s
+        .containerd
+        .ctr_command()
+        .args(["tasks", "delete", id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = DELETE_BOUND + Duration::from_secs(20);
+    let status = eventually(held, "ctr tasks delete answers", || {
+        delete
+            .try_wait()
+            .unwrap()
+            .ok_or_else(|| format!("still waiting after {:?}", started.elapsed()))
+    });
+    let took = started.elapsed();
+    let said = delete.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&said.stderr).into_owned();
+    assert!(
+        !status.success(),
+        "a delete that could not finish succeeded: {said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "deleting container {id} did not finish within {} s",
+            DELETE_BOUND.as_secs()
+        )),
+        "ctr says: {said}"
+    );
+    assert!(took >= DELETE_BOUND, "answered before the bound: {took:?}");
+    assert_eq!(task_status(s, id).as_deref(), Some("STOPPED"));
+
+    drop(stopped);
+    s.containerd.ctr_ok(&["tasks", "delete", id]);
+    s.containerd.ctr_ok(&["containers", "delete", id]);
+    s.containerd.assert_cleaned_up(id);
 }
 
 fn bad_setting_fails_to_start_naming_the_variable(s: &Suite) {

@@ -6,5 +6,6 @@ use wasmhttp::shim::WasmHttpShim;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     wasmhttp::cleanup::delete_orphaned_container(&args);
+    wasmhttp::shutdown::bound_the_exit();
     WasmHttpShim::run(None);
 }
