@@ -10,6 +10,7 @@ which sees the node's / through a hostPath, edits that node and no other.
 Nothing listens or is reached outside the network namespace.
 """
 
+import base64
 import json
 import os
 import shutil
@@ -371,9 +372,10 @@ state = "{d}/state"
 
 
 class Cluster:
-    def __init__(self, directory: Path, k8s_bin: Path):
+    def __init__(self, directory: Path, k8s_bin: Path, metrics_server: Path = None):
         self.dir = directory
         self.bin = k8s_bin
+        self.metrics_server_bin = metrics_server
         self.netns = f"wasmhttp-k8s-{os.getpid()}"
         self.server = f"https://{APISERVER_IP}:6443"
         self.daemons: list = []
@@ -434,6 +436,8 @@ class Cluster:
             node.start_kubelet()
         for node in self.nodes:
             eventually(f"{node.name} is Ready", lambda n=node: self._ready(n.name), 120, 1)
+        if self.metrics_server_bin:
+            self._metrics_server()
 
     def _daemon(self, name, args, supervised=False):
         kind = Supervised if supervised else Daemon
@@ -462,6 +466,9 @@ class Cluster:
              "DNS:kubernetes.default.svc.cluster.local"], server=True)
         kubelet_client_crt, kubelet_client_key = pki.issue(
             "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")
+        # the aggregation layer, for metrics-server's metrics.k8s.io: the API
+        # server proxies to it as front-proxy-client, saying who asks in headers
+        proxy_client_crt, proxy_client_key = pki.issue("front-proxy-client", "/CN=front-proxy-client")
         self.pki.kubeconfig(self.admin, "admin", "/O=system:masters/CN=admin", self.server)
         admin_crt, admin_key = pki.dir / "admin.crt", pki.dir / "admin.key"
         self.apiserver = self._daemon("kube-apiserver", [
@@ -475,7 +482,15 @@ class Cluster:
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
             "--service-account-key-file", pki.dir / "sa.pub",
             "--service-account-signing-key-file", pki.dir / "sa.key",
-            "--endpoint-reconciler-type", "lease", "--profiling=false"])
+            "--endpoint-reconciler-type", "lease", "--profiling=false",
+            "--requestheader-client-ca-file", pki.ca, "--requestheader-allowed-names", "front-proxy-client",
+            "--requestheader-username-headers", "X-Remote-User",
+            "--requestheader-group-headers", "X-Remote-Group",
+            "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+            "--proxy-client-cert-file", proxy_client_crt, "--proxy-client-key-file", proxy_client_key,
+            # metrics-server runs on this namespace's link, not in a pod:
+            # reach it at its endpoint's address, not through a Service IP
+            "--enable-aggregator-routing=true"])
         eventually("the API server is healthy",
                    lambda: self._healthy(f"{self.server}/readyz", admin_crt, admin_key), 120, 1)
         for name, subject in (("kube-controller-manager", "/CN=system:kube-controller-manager"),
@@ -488,6 +503,86 @@ class Cluster:
             self._daemon(name, [self.bin / name, "--kubeconfig", kubeconfig, "--leader-elect=false",
                                 "--bind-address", "127.0.0.1", "--authentication-kubeconfig", kubeconfig,
                                 "--authorization-kubeconfig", kubeconfig, *extra])
+
+    def _metrics_server(self):
+        """metrics-server, built from source, as a process beside the control
+        plane (on the API server's address, port 4443), registered as the
+        metrics.k8s.io API with the RBAC its release's manifest grants it:
+        what `kubectl top` and the HorizontalPodAutoscaler read. It scrapes
+        each kubelet's /metrics/resource, verifying the kubelets' serving
+        certificates with the cluster's CA."""
+        pki, d = self.pki, self.dir
+        user = "system:metrics-server"
+        kubeconfig = pki.kubeconfig(d / "metrics-server.kubeconfig", "metrics-server", f"/CN={user}",
+                                    self.server)
+        crt, key = pki.issue("metrics-server-serving", "/CN=metrics-server",
+                             ["DNS:metrics-server.kube-system.svc", f"IP:{APISERVER_IP}"], server=True)
+        ca_bundle = base64.b64encode(pki.ca.read_bytes()).decode()
+        manifest = f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: "system:metrics-server"}}
+rules:
+- {{apiGroups: [""], resources: [nodes/metrics], verbs: [get]}}
+- {{apiGroups: [""], resources: [pods, nodes], verbs: [get, list, watch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: "system:metrics-server"}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:metrics-server"}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: "metrics-server:system:auth-delegator"}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: metrics-server-auth-reader, namespace: kube-system}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: metrics-server, namespace: kube-system}}
+spec:
+  ports: [{{name: https, port: 443, targetPort: 4443}}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: metrics-server, namespace: kube-system}}
+subsets:
+- addresses: [{{ip: "{APISERVER_IP}"}}]
+  ports: [{{name: https, port: 4443}}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {{name: v1beta1.metrics.k8s.io}}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {{name: metrics-server, namespace: kube-system, port: 443}}
+  caBundle: {ca_bundle}
+  groupPriorityMinimum: 100
+  versionPriority: 100
+"""
+        self.kubectl("apply", "-f", "-", input=manifest)
+        daemon = self._daemon("metrics-server", [
+            self.metrics_server_bin, "--kubeconfig", kubeconfig,
+            "--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
+            "--bind-address", APISERVER_IP, "--secure-port", "4443",
+            "--tls-cert-file", crt, "--tls-private-key-file", key,
+            "--kubelet-certificate-authority", pki.ca, "--kubelet-preferred-address-types", "InternalIP",
+            # (its shortest: above the kubelet request timeout, 10 s)
+            "--kubelet-use-node-status-port", "--metric-resolution", "15s"])
+
+        def answers():
+            assert daemon.alive(), f"metrics-server exited:\n{daemon.tail()}"
+            return self.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes",
+                                check=False).returncode == 0
+        eventually("the metrics API answers", answers, 120, 2)
 
     def _kube_proxy(self):
         kubeconfig = self.pki.kubeconfig(self.dir / "kube-proxy.kubeconfig", "kube-proxy",

@@ -1,8 +1,9 @@
 """A bounded HTTP load, run inside the cluster's network namespace by the k8s
 suite: `workers` clients, each sending requests one after another on a new
 connection each (so every request goes through kube-proxy's rules as they are
-at that moment), until `seconds` pass or `limit` requests were sent. Prints
-one JSON line: counts by status, the errors seen, and the request count.
+at that moment), until `seconds` pass, `limit` requests were sent or SIGTERM
+comes. Prints one JSON line: counts by status, the errors seen, and the
+request count.
 
     python3 load.py URL --seconds 30 --workers 4 [--limit N] [--pause-ms 20]
 """
@@ -10,6 +11,7 @@ one JSON line: counts by status, the errors seen, and the request count.
 import argparse
 import http.client
 import json
+import signal
 import threading
 import time
 import urllib.parse
@@ -32,9 +34,12 @@ def main():
     statuses: Counter = Counter()
     errors: Counter = Counter()
     sent = [0]
+    # SIGTERM: the workers finish the request they are in, and the counts are printed
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def worker():
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             with lock:
                 if sent[0] >= args.limit:
                     return

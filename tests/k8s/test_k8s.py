@@ -57,6 +57,12 @@ def start_load(cluster, url: str, seconds: float, workers: int = 4, pause_ms: fl
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def stop_load(process, timeout: float = 30) -> dict:
+    """Ends a load early (SIGTERM) and returns its counts."""
+    process.send_signal(signal.SIGTERM)
+    return load_result(process, timeout)
+
+
 def load_result(process, timeout: float) -> dict:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, f"the load generator failed: {err}"
@@ -634,6 +640,106 @@ def test_counter_on_both_nodes_shares_redis_config_and_logs(cluster):
 
 
 # -- uninstall ------------------------------------------------------------------------------
+BUSY_JS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: busy-js}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: busy-js}}
+  template:
+    metadata: {labels: {app: busy-js}}
+    spec:
+      runtimeClassName: wasmhttp
+      containers:
+        - name: hello-js
+          image: docker.io/library/hello-js:latest
+          imagePullPolicy: Never
+          ports: [{name: http, containerPort: 8080}, {name: admin, containerPort: 9090}]
+          env: [{name: WASMHTTP_LISTEN, value: "0.0.0.0:8080"}]
+          lifecycle: {preStop: {sleep: {seconds: 5}}}
+          readinessProbe: {httpGet: {path: /readyz, port: admin}, periodSeconds: 2}
+          resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 256Mi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: busy-js}
+spec:
+  selector: {app: busy-js}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: busy-js}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: busy-js}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+    - type: Resource
+      resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+  # no waiting for a calm window in a test: act on each reading
+  behavior:
+    scaleUp: {stabilizationWindowSeconds: 0, policies: [{type: Percent, value: 200, periodSeconds: 15}]}
+    scaleDown: {stabilizationWindowSeconds: 0, policies: [{type: Percent, value: 100, periodSeconds: 15}]}
+"""
+
+
+def test_kubectl_top_and_an_hpa_scale_a_wasm_deployment_out_and_in(cluster):
+    """metrics-server (built from source, cluster.py) reads each kubelet's
+    resource metrics, which come from the shim's task stats: `kubectl top`
+    shows wasm pods, and a HorizontalPodAutoscaler on CPU scales a wasm
+    Deployment out under load and back in once it is light, with every
+    request answered 200 throughout."""
+    apply(cluster, BUSY_JS)
+    rollout(cluster, "busy-js", 120)
+
+    def top():
+        rows = [line.split() for line in cluster.kubectl("top", "pods", "--no-headers",
+                                                         check=False).stdout.splitlines()]
+        shown = {r[0]: r for r in rows if len(r) == 3 and r[1].endswith("m") and r[2].endswith("Mi")}
+        wasm = [name for name in shown if name.startswith(("busy-js-", "hello-js-"))]
+        return shown if any(n.startswith("busy-js-") for n in wasm) and all(
+            int(shown[n][2][:-2]) > 0 for n in wasm) else None
+    shown = eventually("kubectl top pods shows the wasm pods' CPU and memory", top, 120, 3)
+    print(f"kubectl top pods: {sorted(shown.values())}")
+
+    def replicas() -> int:
+        return cluster.json("get", "deployment", "busy-js")["spec"]["replicas"]
+
+    def hpa_state() -> str:
+        return json.dumps(cluster.json("get", "hpa", "busy-js").get("status", {}))
+
+    url = service_url(cluster, "busy-js", "/busy")
+    heavy = start_load(cluster, url, seconds=100, workers=6, pause_ms=0)
+    started = time.monotonic()
+    try:
+        eventually("the HPA scales busy-js out under load",
+                   lambda: replicas() > 1 or None, 95, 3)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}; HPA: {hpa_state()}") from None
+    out_after = time.monotonic() - started
+    rollout(cluster, "busy-js", 120)
+    time.sleep(5)  # the new pods serve their share
+    heavy_result = stop_load(heavy)
+    # light enough for one pod: the HPA scales back in while it runs
+    light = start_load(cluster, url, seconds=120, workers=1, pause_ms=500)
+    started = time.monotonic()
+    try:
+        eventually("the HPA scales busy-js back in", lambda: replicas() == 1, 115, 3)
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}; HPA: {hpa_state()}") from None
+    in_after = time.monotonic() - started
+    eventually("one busy-js pod is left", lambda: len(pods(cluster, "app=busy-js")) == 1, 60, 2)
+    light_result = stop_load(light)
+    print(f"HPA: scaled out after {out_after:.0f} s of load ({heavy_result['sent']} requests), "
+          f"in after {in_after:.0f} s of light load ({light_result['sent']} requests)")
+    for result in (heavy_result, light_result):
+        assert result["sent"] > 10, result
+        assert result["errors"] == {} and set(result["statuses"]) == {"200"}, result
+    cluster.kubectl("delete", "-f", "-", input=BUSY_JS)
+
+
 def test_helm_uninstall_reverses_the_node(cluster):
     cluster.helm("uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", "--timeout", "3m")
     jobs = [e for e in cluster.json("get", "events", "-n", RELEASE_NAMESPACE)["items"]
