@@ -138,6 +138,23 @@ impl Suite {
         (container, addr, output)
     }
 
+    /// `docker load` of a `wasmhttp image` of `component` as `reference`,
+    /// then [`Self::run_detached`] as `name`, waiting (up to 60 s) until it
+    /// serves; returns the container, its address and its id.
+    fn serving(
+        &self,
+        name: &str,
+        component: &Path,
+        reference: &str,
+    ) -> (Container<'_>, SocketAddr, String) {
+        let image = self.load(&images::wasmhttp_image(&self.work, component, reference));
+        let (container, addr, run) = self.run_detached(name, &image, &[]);
+        assert!(run.status.success(), "docker run failed: {}", said(&run));
+        wait_until_serving(addr, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.docker.logs(name)));
+        (container, addr, stdout_of(&run))
+    }
+
     /// What `docker logs` says once it says `text` (within 10 s).
     fn logs_once_they_say(&self, name: &str, text: &str) -> String {
         eventually(
@@ -193,18 +210,8 @@ fn said(output: &std::process::Output) -> String {
 }
 
 fn docker_run_logs_stop_and_rm_drive_the_shim(s: &Suite) {
-    let wasm = images::fixture(&s.work, "slow");
-    let image = s.load(&images::wasmhttp_image(
-        &s.work,
-        &wasm,
-        "wasmhttp-test/slow:1",
-    ));
-    let (container, addr, run) = s.run_detached("slow", &image, &[]);
-    assert!(run.status.success(), "docker run failed: {}", said(&run));
-    let id = stdout_of(&run);
-
-    wait_until_serving(addr, Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e}\n{}", s.docker.logs("slow")));
+    let slow = images::fixture(&s.work, "slow");
+    let (container, addr, id) = s.serving("slow", &slow, "wasmhttp-test/slow:1");
     let answer = http::get(addr, "/sleep/10").unwrap();
     assert_eq!(
         (answer.status, answer.text().as_str()),
@@ -262,16 +269,7 @@ fn docker_run_logs_stop_and_rm_drive_the_shim(s: &Suite) {
 
 fn the_javascript_example_serves_under_docker(s: &Suite) {
     let js = images::example("hello-js");
-    let image = s.load(&images::wasmhttp_image(
-        &s.work,
-        &js,
-        "wasmhttp-test/hello-js:1",
-    ));
-    let (container, addr, run) = s.run_detached("hello-js", &image, &[]);
-    assert!(run.status.success(), "docker run failed: {}", said(&run));
-    let id = stdout_of(&run);
-    wait_until_serving(addr, Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e}\n{}", s.docker.logs("hello-js")));
+    let (container, addr, id) = s.serving("hello-js", &js, "wasmhttp-test/hello-js:1");
     for path in ["/", "/from/docker"] {
         let answer = http::get(addr, path).unwrap();
         assert_eq!(answer.status, 200);
