@@ -297,6 +297,8 @@ state = "{d}/state"
             "cgroupDriver": "cgroupfs", "cgroupRoot": self.cgroup_root, "failCgroupV1": False,
             "failSwapOn": False,
             "resolvConf": str(self.dir / "resolv.conf"),
+            # pods ask the cluster's CoreDNS (cluster.py runs it on the API server's address)
+            "clusterDNS": [APISERVER_IP], "clusterDomain": "cluster.local",
             # the disk is shared with builds: never evict or collect images for it
             "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
                              "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
@@ -372,10 +374,11 @@ state = "{d}/state"
 
 
 class Cluster:
-    def __init__(self, directory: Path, k8s_bin: Path, metrics_server: Path = None):
+    def __init__(self, directory: Path, k8s_bin: Path, metrics_server: Path = None, coredns: Path = None):
         self.dir = directory
         self.bin = k8s_bin
         self.metrics_server_bin = metrics_server
+        self.coredns_bin = coredns
         self.netns = f"wasmhttp-k8s-{os.getpid()}"
         self.server = f"https://{APISERVER_IP}:6443"
         self.daemons: list = []
@@ -438,6 +441,8 @@ class Cluster:
             eventually(f"{node.name} is Ready", lambda n=node: self._ready(n.name), 120, 1)
         if self.metrics_server_bin:
             self._metrics_server()
+        if self.coredns_bin:
+            self._coredns()
 
     def _daemon(self, name, args, supervised=False):
         kind = Supervised if supervised else Daemon
@@ -583,6 +588,44 @@ spec:
             return self.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes",
                                 check=False).returncode == 0
         eventually("the metrics API answers", answers, 120, 2)
+
+    def _coredns(self):
+        """CoreDNS, built from source, as a process on the API server's
+        address, port 53, answering for cluster.local from the API (its
+        `kubernetes` plugin) with the RBAC its release's manifest grants it;
+        the kubelets give pods this address as their nameserver."""
+        user = "system:coredns"
+        kubeconfig = self.pki.kubeconfig(self.dir / "coredns.kubeconfig", "coredns", f"/CN={user}",
+                                         self.server)
+        self.kubectl("apply", "-f", "-", input=f"""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: "system:coredns"}}
+rules:
+- {{apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}}
+- {{apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: "system:coredns"}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]
+""")
+        corefile = self.dir / "Corefile"
+        corefile.write_text(f"""cluster.local:53 {{
+    bind {APISERVER_IP}
+    errors
+    kubernetes cluster.local {{
+        kubeconfig {kubeconfig} wasmhttp-k8s
+    }}
+}}
+""")
+        daemon = self._daemon("coredns", [self.coredns_bin, "-conf", corefile])
+
+        def started():  # it says its version once its plugins, the API's caches included, are up
+            assert daemon.alive(), f"CoreDNS exited:\n{daemon.tail()}"
+            return "CoreDNS-" in daemon.tail(50)
+        eventually("CoreDNS starts", started, 60, 1)
 
     def _kube_proxy(self):
         kubeconfig = self.pki.kubeconfig(self.dir / "kube-proxy.kubeconfig", "kube-proxy",

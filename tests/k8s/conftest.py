@@ -27,8 +27,11 @@ GROW_IMAGE = "wasmhttp.test/grow-memory:1"
 def cluster():
     k8s_bin = Path(subprocess.run([ROOT / "tests/k8s/build.sh"], check=True, capture_output=True,
                                   text=True).stdout.strip().splitlines()[-1])
-    metrics_server = Path(subprocess.run([ROOT / "tests/k8s/build-metrics-server.sh"], check=True,
-                                         capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    def addon(name: str) -> Path:
+        built = subprocess.run([ROOT / "tests/k8s/build-addon.sh", name], check=True, capture_output=True,
+                               text=True)
+        return Path(built.stdout.strip().splitlines()[-1])
+    metrics_server, coredns = addon("metrics-server"), addon("coredns")
     work = ROOT / "build/k8s"
     image_dir = work.parent / "k8s-images"
     # `make k8s-test` builds the workspace's binaries first (make examples)
@@ -46,7 +49,7 @@ def cluster():
     for archive in archives:
         assert archive.exists(), f"{archive} is missing: `make k8s-test` builds it (make examples static)"
 
-    c = k8s.Cluster(work, k8s_bin, metrics_server)
+    c = k8s.Cluster(work, k8s_bin, metrics_server, coredns)
     try:
         c.up()
         for node in c.nodes:

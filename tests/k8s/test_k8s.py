@@ -505,9 +505,11 @@ EXAMPLE_ANSWERS = {
     "hello-py": ("/", 200, "Hello from Python"),
     "service-py": ("/", 200, "Hello from Python on wasi:http 0.3"),
     "cgi-c": ("/", 200, "Message of the day: Served by a C program"),
-    # no cluster DNS here, so the allowed *.svc.cluster.local cannot be tried;
-    # a host outside the allow-list is refused by the shim
-    "proxy-js": ("/?url=http://10.200.0.1:6443/", 502, "upstream request failed"),
+    # an allowed *.svc.cluster.local name, resolved by the cluster's CoreDNS,
+    # reaches another pod through its Service
+    "proxy-js": ("/?url=http://hello-js.default.svc.cluster.local/through-dns", 200,
+                 "upstream answered 200: Hello from JavaScript, running as a WebAssembly component "
+                 "in wasmhttp! You asked for /through-dns"),
     # its Redis and ConfigMap come with it
     "counter-py": ("/from-the-suite", 200, "Hello from a ConfigMap! /from-the-suite has been visited 1 times."),
 }
@@ -530,12 +532,13 @@ def test_every_example_manifest_answers(cluster):
         path, status, text = EXAMPLE_ANSWERS[name]
         url = service_url(cluster, name, path)
 
-        def answer():  # kube-proxy may take a moment to add a new Service's rules
+        def answer():  # kube-proxy (and CoreDNS) may take a moment to see a new Service
             result = cluster.curl(url, "-w", "\n%{http_code}", check=False, timeout=15)
             body, _, code = result.stdout.rpartition("\n")
-            return (code, body) if code != "000" else None
-        code, body = eventually(f"{name}'s Service answers", answer, 30, 1)
-        assert code == str(status) and text in body, f"{name}: {code} {body!r}"
+            if code == str(status) and text in body:
+                return True
+            raise AssertionError(f"{code} {body!r}")  # reported if it never answers as expected
+        eventually(f"{name}'s Service answers {status} with {text!r}", answer, 30, 1)
         for pod in pods(cluster, f"app={name}"):
             assert pod["spec"]["nodeName"] == NODE_A
             assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, (name, pod["status"])
