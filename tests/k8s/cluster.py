@@ -124,6 +124,18 @@ class Supervised(Daemon):
         super().stop(grace)
 
 
+def binding(name: str, user: str, role_kind: str, role: str, namespace: str = None) -> str:
+    """The manifest of a (Cluster)RoleBinding granting `user` the `role`: a
+    RoleBinding in `namespace` if given, else a ClusterRoleBinding."""
+    kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+    where = f", namespace: {namespace}" if namespace else ""
+    return f"""apiVersion: rbac.authorization.k8s.io/v1
+kind: {kind}
+metadata: {{name: "{name}"{where}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: {role_kind}, name: "{role}"}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]"""
+
+
 class Pki:
     """The cluster's certificates, made with openssl: one CA, the API
     server's serving certificate and a client certificate per component."""
@@ -531,23 +543,12 @@ rules:
 - {{apiGroups: [""], resources: [nodes/metrics], verbs: [get]}}
 - {{apiGroups: [""], resources: [pods, nodes], verbs: [get, list, watch]}}
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: "system:metrics-server"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:metrics-server"}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]
+{binding("system:metrics-server", user, "ClusterRole", "system:metrics-server")}
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: "metrics-server:system:auth-delegator"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:auth-delegator"}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]
+{binding("metrics-server:system:auth-delegator", user, "ClusterRole", "system:auth-delegator")}
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: metrics-server-auth-reader, namespace: kube-system}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: extension-apiserver-authentication-reader}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]
+{binding("metrics-server-auth-reader", user, "Role", "extension-apiserver-authentication-reader",
+         namespace="kube-system")}
 ---
 apiVersion: v1
 kind: Service
@@ -605,11 +606,7 @@ rules:
 - {{apiGroups: [""], resources: [endpoints, services, pods, namespaces], verbs: [list, watch]}}
 - {{apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}}
 ---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {{name: "system:coredns"}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}}
-subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: "{user}"}}]
+{binding("system:coredns", user, "ClusterRole", "system:coredns")}
 """)
         corefile = self.dir / "Corefile"
         corefile.write_text(f"""cluster.local:53 {{
